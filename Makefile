@@ -1,0 +1,50 @@
+# The two commands of the quick start: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# The embedded configuration (SQLite, eager tasks, local-memory cache) needs no environment at all.
+PG_URL ?= postgres://postgres:postgres@127.0.0.1:5432/arena
+REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
+PYTEST_ARGS ?=
+
+.PHONY: install run test test-services test-postgres test-embedded demo bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -n "$(PYTHON)" || { echo "Python 3.11 is needed (python3.11 or python3 on PATH)"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[gpu,dev]"
+	@touch $(STAMP)
+
+demo: install
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput --verbosity 0
+	$(PY) manage.py seed_demo
+
+run: demo
+	@echo "Serving on http://$(HOST):$(PORT)/  (Ctrl-C stops)"
+	$(PY) manage.py runserver $(HOST):$(PORT)
+
+test-services:
+	bash scripts/test-services.sh
+
+test: install test-services
+	$(MAKE) --no-print-directory test-postgres
+	$(MAKE) --no-print-directory test-embedded
+
+test-postgres:
+	@echo "=== suite against PostgreSQL and Redis ==="
+	DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_TEST_URL) CELERY_TASK_ALWAYS_EAGER=1 ARENA_TEST_REDIS_URL=$(REDIS_TEST_URL) \
+		$(PY) -m pytest $(PYTEST_ARGS)
+
+test-embedded:
+	@echo "=== suite in the embedded configuration (SQLite, eager tasks, local-memory cache) ==="
+	env -u DATABASE_URL -u REDIS_URL ARENA_TEST_REDIS_URL=$(REDIS_TEST_URL) $(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) var

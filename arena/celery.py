@@ -1,0 +1,20 @@
+"""Celery application. Queues: ``default`` (web-side work), ``gpu`` (generation and scoring, one worker per
+GPU with concurrency 1) and ``train`` (training runs). With no broker configured tasks run eagerly."""
+
+import os
+
+from celery import Celery
+from kombu import Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "arena.settings")
+
+app = Celery("arena")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.task_queues = (Queue("default"), Queue("gpu"), Queue("train"))
+app.conf.task_routes = {
+    "generation.*": {"queue": "gpu"},
+    "scoring.*": {"queue": "gpu"},
+    "training.*": {"queue": "train"},
+    "arena.*": {"queue": "default"},
+}
+app.autodiscover_tasks()

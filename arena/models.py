@@ -1,0 +1,135 @@
+"""Polls, the append-only vote log, and the live ratings derived from it."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+
+from generation.models import Image, ModelVariant, Prompt
+
+
+class Mode(models.TextChoices):
+    FIXED = "fixed", "fixed-prompt duel"
+    FREE = "free", "free-prompt duel"
+    FFA = "ffa", "free-for-all"
+
+
+class Scope(models.TextChoices):
+    """A rating is kept per mode and overall."""
+
+    FIXED = "fixed", "fixed-prompt duel"
+    FREE = "free", "free-prompt duel"
+    FFA = "ffa", "free-for-all"
+    OVERALL = "overall", "overall"
+
+
+class Poll(models.Model):
+    class Status(models.TextChoices):
+        GENERATING = "generating", "generating"
+        READY = "ready", "ready"
+        VOTED = "voted", "voted"
+        FAILED = "failed", "failed"
+
+    token = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    mode = models.CharField(max_length=8, choices=Mode.choices)
+    voter_key = models.CharField(max_length=64, db_index=True, help_text="random id from the voter's session cookie")
+    ip_hash = models.CharField(max_length=64, blank=True)
+    prompt = models.ForeignKey(Prompt, on_delete=models.PROTECT, related_name="polls")
+    settings_key = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.READY)
+    error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    shown_at = models.DateTimeField(null=True, blank=True, help_text="when all images were ready to be seen")
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["voter_key", "status"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_mode_display()} poll {self.token}"
+
+
+class PollEntry(models.Model):
+    """One image slot of a poll; ``position`` is the random screen order (0 = left)."""
+
+    poll = models.ForeignKey(Poll, on_delete=models.CASCADE, related_name="entries")
+    position = models.PositiveSmallIntegerField()
+    variant = models.ForeignKey(ModelVariant, on_delete=models.PROTECT, related_name="poll_entries")
+    image = models.ForeignKey(Image, null=True, blank=True, on_delete=models.PROTECT, related_name="poll_entries")
+
+    class Meta:
+        ordering = ["poll_id", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["poll", "position"], name="entry_unique_position"),
+            models.UniqueConstraint(fields=["poll", "variant"], name="entry_unique_variant"),
+            models.CheckConstraint(condition=Q(position__lte=3), name="entry_position_range"),
+        ]
+
+
+class Vote(models.Model):
+    """The append-only vote log, source of truth for every rating. One vote per poll, never updated.
+
+    ``variants`` and ``ranks`` repeat the poll's outcome (model ids in screen order, rank 0 best, equal ranks
+    a tie) so a replay reads this table alone, in the stable order (created_at, id).
+    """
+
+    class Choice(models.TextChoices):
+        LEFT = "left", "left is better"
+        RIGHT = "right", "right is better"
+        TIE = "tie", "tie"
+        BOTH_BAD = "bothbad", "both are bad"
+        BEST = "best", "picked the best"
+        RANKING = "ranking", "ranked all"
+
+    poll = models.OneToOneField(Poll, on_delete=models.PROTECT, related_name="vote")
+    mode = models.CharField(max_length=8, choices=Mode.choices)
+    choice = models.CharField(max_length=8, choices=Choice.choices)
+    variants = models.JSONField()
+    ranks = models.JSONField()
+    full_ranking = models.BooleanField(default=False)
+    voter_key = models.CharField(max_length=64, db_index=True)
+    ip_hash = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(db_index=True)
+    elapsed_ms = models.PositiveIntegerField(help_text="from images shown to vote")
+    flagged = models.BooleanField(default=False)
+    flag_reason = models.CharField(max_length=200, blank=True)
+    counted = models.BooleanField(default=True, help_text="whether ratings include this vote")
+    rating_changes = models.JSONField(default=dict, help_text="per model: ratings before and after, for the reveal")
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["created_at", "id"]), models.Index(fields=["mode", "counted"])]
+
+    def __str__(self) -> str:
+        return f"vote {self.pk} ({self.choice})"
+
+
+class Rating(models.Model):
+    """Live online Elo and TrueSkill of one model in one scope; rebuilt exactly by ``recompute_ratings``."""
+
+    variant = models.ForeignKey(ModelVariant, on_delete=models.CASCADE, related_name="ratings")
+    scope = models.CharField(max_length=8, choices=Scope.choices)
+    elo = models.FloatField()
+    mu = models.FloatField()
+    sigma = models.FloatField()
+    votes = models.PositiveIntegerField(default=0)
+    wins = models.FloatField(default=0.0, help_text="pairwise wins, ties counting half")
+    games = models.PositiveIntegerField(default=0, help_text="pairwise games")
+    last_vote_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["variant", "scope"], name="rating_unique_variant_scope"),
+            models.CheckConstraint(condition=Q(sigma__gt=0), name="rating_sigma_positive"),
+            models.CheckConstraint(condition=Q(wins__gte=0) & Q(wins__lte=models.F("games")), name="rating_wins_range"),
+        ]
+
+    @property
+    def conservative(self) -> float:
+        return self.mu - 3.0 * self.sigma
+
+    @property
+    def win_rate(self) -> float | None:
+        return self.wins / self.games if self.games else None

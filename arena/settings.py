@@ -1,0 +1,203 @@
+"""Site configuration. Every value that may change between machines comes from the environment through the
+strict helpers in :mod:`arena.env`; with no environment at all the site runs embedded (SQLite, tasks in
+process, local-memory cache, media on disk)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from arena.env import env_bool, env_choice, env_float, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("ARENA_VAR_DIR", str(BASE_DIR / "var")))
+
+DEBUG = env_bool("DEBUG", False)
+_DEV_SECRET = "dev-only-insecure-secret-key-change-me-0123456789abcdefghijklmnop"
+SECRET_KEY = env_str("SECRET_KEY", _DEV_SECRET)
+if SECRET_KEY == _DEV_SECRET and env_bool("ARENA_PRODUCTION", False):
+    raise ImproperlyConfigured("SECRET_KEY must be set when ARENA_PRODUCTION=1")
+# Salt for hashing voter ids in exports; separate from SECRET_KEY so it can be rotated on its own.
+VOTER_HASH_SALT = env_str("VOTER_HASH_SALT", SECRET_KEY)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "django_htmx",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "django_celery_beat",
+    "generation",
+    "generation.scoring",
+    "arena",
+    "training",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "arena.urls"
+WSGI_APPLICATION = "arena.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+            "string_if_invalid": "",
+        },
+    }
+]
+
+# --- database -------------------------------------------------------------------------------------------
+DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'arena.sqlite3'}")
+try:
+    _db = dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60, minimum=0))
+except Exception as exc:  # dj_database_url raises several types for unknown schemes
+    raise ImproperlyConfigured(f"DATABASE_URL={DATABASE_URL!r} is not a usable database URL: {exc}") from None
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL and a busy timeout let the embedded site take concurrent writes without "database is locked".
+    _db.setdefault("OPTIONS", {}).update(
+        {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;PRAGMA synchronous=NORMAL;"}
+    )
+    _db["CONN_MAX_AGE"] = 0
+DATABASES = {"default": _db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- cache, sessions, rate limits ---------------------------------------------------------------------------
+REDIS_URL = env_str("REDIS_URL", "")
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                          "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "arena")}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "arena"}}
+# Voters are identified by a random token kept in a signed cookie: no server-side session row per voter,
+# and the same identity is seen by every web process.
+SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 60 * 60 * 24 * 365, minimum=60)
+SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+RATELIMIT_ENABLE = env_bool("RATELIMIT_ENABLE", True)
+RATELIMIT_VOTER = env_str("RATELIMIT_VOTER", "60/m")  # polls + votes per voter
+RATELIMIT_IP = env_str("RATELIMIT_IP", "600/m")  # polls + votes per client address
+RATELIMIT_FREE_PROMPT = env_str("RATELIMIT_FREE_PROMPT", "10/m")  # live generations per voter
+# Behind a proxy, set to the header that carries the client address (e.g. HTTP_X_FORWARDED_FOR).
+CLIENT_IP_HEADER = env_str("CLIENT_IP_HEADER", "REMOTE_ADDR")
+
+# --- the arena ----------------------------------------------------------------------------------------------
+POLL_TTL_SECONDS = env_int("POLL_TTL_SECONDS", 15 * 60, minimum=10)
+MIN_VOTE_SECONDS = env_float("MIN_VOTE_SECONDS", 1.0, minimum=0.0)
+COUNT_FAST_VOTES = env_bool("COUNT_FAST_VOTES", False)
+FREE_DUEL_ALLOW_TIE = env_bool("FREE_DUEL_ALLOW_TIE", True)
+FREE_DUEL_ALLOW_BOTH_BAD = env_bool("FREE_DUEL_ALLOW_BOTH_BAD", True)
+FREE_PROMPT_MAX_CHARS = env_int("FREE_PROMPT_MAX_CHARS", 1000, minimum=10)
+FREE_PROMPT_BLOCKLIST = env_list("FREE_PROMPT_BLOCKLIST", [])
+FREE_PROMPT_NEGATIVE = env_str("FREE_PROMPT_NEGATIVE", "worst quality, low quality, lowres, bad anatomy")
+FREE_PROMPT_RATING_TOKEN = env_str("FREE_PROMPT_RATING_TOKEN", "general")
+FREE_PROMPT_TIMEOUT_SECONDS = env_int("FREE_PROMPT_TIMEOUT_SECONDS", 300, minimum=5)
+MATCHMAKING_STRATEGY = env_choice("MATCHMAKING_STRATEGY", "active", ("uniform", "weighted", "active"))
+
+ELO_K = env_float("ELO_K", 4.0, minimum=0.0)
+ELO_SCALE = env_float("ELO_SCALE", 400.0, minimum=1.0)
+ELO_BASE = env_float("ELO_BASE", 10.0, minimum=1.0001)
+ELO_INITIAL = env_float("ELO_INITIAL", 1000.0)
+TRUESKILL_MU = env_float("TRUESKILL_MU", 25.0)
+TRUESKILL_SIGMA = env_float("TRUESKILL_SIGMA", 25.0 / 3.0, minimum=1e-6)
+TRUESKILL_BETA = env_float("TRUESKILL_BETA", 25.0 / 6.0, minimum=1e-6)
+TRUESKILL_TAU = env_float("TRUESKILL_TAU", 25.0 / 300.0, minimum=0.0)
+TRUESKILL_DRAW_PROBABILITY = env_float("TRUESKILL_DRAW_PROBABILITY", 0.10, minimum=0.0, maximum=0.999)
+BT_BOOTSTRAP_ROUNDS = env_int("BT_BOOTSTRAP_ROUNDS", 100, minimum=0)
+BT_BOOTSTRAP_SEED = env_int("BT_BOOTSTRAP_SEED", 0)
+
+# --- generation -------------------------------------------------------------------------------------------
+MODELS_DIR = Path(env_str("ARENA_MODELS_DIR", str(VAR_DIR / "models")))
+PIPELINE_CACHE_SIZE = env_int("PIPELINE_CACHE_SIZE", 2, minimum=1)
+GENERATION_BATCH_SIZE = env_int("GENERATION_BATCH_SIZE", 4, minimum=1)
+GENERATION_DEVICE = env_str("GENERATION_DEVICE", "auto")  # auto | cpu | cuda | cuda:N
+SCORERS_DIR = Path(env_str("ARENA_SCORERS_DIR", str(VAR_DIR / "scorers")))
+
+# --- tasks ----------------------------------------------------------------------------------------------
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL or "memory://")
+CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", "") or None
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", not REDIS_URL and CELERY_BROKER_URL == "memory://")
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 60 * 60, minimum=1)
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 60 * 60 + 120, minimum=1)
+# Longer than the longest task, so Redis never redelivers a task that is still running.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 6 * 60 * 60, minimum=60)}
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_TIMEZONE = "UTC"
+
+# --- auth, i18n, static, media ------------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LOGIN_URL = "/admin/login/"
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "staticfiles")))
+MEDIA_URL = "/media/"
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
+SERVE_MEDIA = env_bool("SERVE_MEDIA", True)  # staff-only media served by Django in the embedded setup
+STORAGES = {
+    "default": {"BACKEND": env_str("DEFAULT_FILE_STORAGE", "django.core.files.storage.FileSystemStorage")},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 100,
+}
+SPECTACULAR_SETTINGS = {"TITLE": "Arena API", "VERSION": "1.0.0", "DESCRIPTION": "Read-only leaderboards, models, polls and votes."}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))},
+}

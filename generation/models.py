@@ -1,0 +1,189 @@
+"""Model registry, prompts and characters, generated images and generation jobs."""
+
+from __future__ import annotations
+
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+def _opaque_name(folder: str, ext: str) -> str:
+    # Random names carry nothing about the model, prompt or seed.
+    token = secrets.token_hex(16)
+    return f"{folder}/{token[:2]}/{token}.{ext}"
+
+
+def image_original_path(instance: "Image", filename: str) -> str:
+    return _opaque_name("img", "png")
+
+
+def image_voter_path(instance: "Image", filename: str) -> str:
+    return _opaque_name("v", "png")
+
+
+def image_thumb_path(instance: "Image", filename: str) -> str:
+    return _opaque_name("t", "webp")
+
+
+def reference_path(instance: "CharacterReference", filename: str) -> str:
+    return _opaque_name("ref", "png")
+
+
+class ModelVariant(models.Model):
+    class Kind(models.TextChoices):
+        BASE = "base", "base"
+        AESTHETIC = "aesthetic", "aesthetic"
+        FINETUNE = "finetune", "fine-tune"
+
+    class Prediction(models.TextChoices):
+        EPSILON = "eps", "epsilon"
+        V = "v", "v-prediction (zero terminal SNR)"
+
+    class SourceType(models.TextChoices):
+        SINGLE_FILE = "single_file", "single .safetensors checkpoint"
+        DIFFUSERS = "diffusers", "diffusers folder"
+        NONE = "none", "no local weights (imported images only)"
+
+    class Health(models.TextChoices):
+        OK = "ok", "ok"
+        FAILING = "failing", "failing"
+
+    name = models.CharField(max_length=120, unique=True)
+    family = models.CharField(max_length=80, default="Illustrious XL", blank=True)
+    version = models.CharField(max_length=40, blank=True)
+    kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.BASE)
+    prediction_type = models.CharField(max_length=4, choices=Prediction.choices, default=Prediction.EPSILON)
+    source_type = models.CharField(max_length=12, choices=SourceType.choices, default=SourceType.NONE)
+    source_path = models.CharField(max_length=1000, blank=True)
+    config_path = models.CharField(max_length=1000, blank=True, help_text="local diffusers config for single files")
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
+    description = models.TextField(blank=True)
+    # default sampler settings
+    sampler = models.CharField(max_length=40, default="Euler a")
+    steps = models.PositiveSmallIntegerField(default=28)
+    cfg_scale = models.FloatField(default=6.0)
+    width = models.PositiveSmallIntegerField(default=832)
+    height = models.PositiveSmallIntegerField(default=1216)
+    clip_skip = models.PositiveSmallIntegerField(default=1)
+    guidance_rescale = models.FloatField(default=0.0)
+    enabled = models.BooleanField(default=True)
+    health = models.CharField(max_length=8, choices=Health.choices, default=Health.OK)
+    health_message = models.CharField(max_length=500, blank=True)
+    matchmaking_weight = models.FloatField(default=1.0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=Q(matchmaking_weight__gte=0), name="variant_weight_nonnegative"),
+            models.CheckConstraint(condition=Q(steps__gte=1) & Q(steps__lte=200), name="variant_steps_range"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Character(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    tags = models.CharField(max_length=500, blank=True, help_text="the Danbooru tag(s) that name this character")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CharacterReference(models.Model):
+    character = models.ForeignKey(Character, on_delete=models.CASCADE, related_name="references")
+    image = models.ImageField(upload_to=reference_path)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"reference of {self.character}"
+
+
+class PromptSet(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Prompt(models.Model):
+    class Source(models.TextChoices):
+        FIXED = "fixed", "fixed prompt set"
+        FREE = "free", "typed by a voter"
+        IMPORTED = "imported", "imported with images"
+
+    prompt_set = models.ForeignKey(PromptSet, null=True, blank=True, on_delete=models.CASCADE, related_name="prompts")
+    text = models.TextField()
+    negative_prompt = models.TextField(blank=True)
+    character = models.ForeignKey(Character, null=True, blank=True, on_delete=models.SET_NULL, related_name="prompts")
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.FIXED)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["source", "-created_at"])]
+
+    def __str__(self) -> str:
+        return self.text[:80]
+
+
+class GenerationJob(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending"
+        RUNNING = "running", "running"
+        DONE = "done", "done"
+        FAILED = "failed", "failed"
+        CANCELLED = "cancelled", "cancelled"
+
+    name = models.CharField(max_length=200, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name or f"job {self.pk}"
+
+
+class Image(models.Model):
+    """One generated (or imported) image with its full generation record."""
+
+    variant = models.ForeignKey(ModelVariant, on_delete=models.PROTECT, related_name="images")
+    prompt = models.ForeignKey(Prompt, on_delete=models.PROTECT, related_name="images")
+    negative_prompt = models.TextField(blank=True)
+    seed = models.BigIntegerField()
+    sampler = models.CharField(max_length=40)
+    steps = models.PositiveSmallIntegerField()
+    cfg_scale = models.FloatField()
+    width = models.PositiveSmallIntegerField()
+    height = models.PositiveSmallIntegerField()
+    clip_skip = models.PositiveSmallIntegerField(default=1)
+    # Images of one prompt that may meet in a fixed-prompt duel share this key (seed and all settings).
+    settings_key = models.CharField(max_length=64, db_index=True)
+    file = models.ImageField(upload_to=image_original_path, help_text="original PNG with A1111 parameters")
+    voter_file = models.ImageField(upload_to=image_voter_path, help_text="re-encoded copy without metadata")
+    thumb = models.ImageField(upload_to=image_thumb_path, blank=True)
+    seconds = models.FloatField(default=0.0)
+    worker = models.CharField(max_length=200, blank=True)
+    job = models.ForeignKey(GenerationJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="images")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["variant", "prompt", "settings_key"], name="image_unique_per_variant_prompt_settings"),
+        ]
+        indexes = [models.Index(fields=["prompt", "settings_key"])]
+
+    def __str__(self) -> str:
+        return f"image {self.pk}"

@@ -1,0 +1,1 @@
+"""Preference datasets, training runs and their registered results (built by the training issue)."""
