@@ -187,3 +187,41 @@ class Image(models.Model):
 
     def __str__(self) -> str:
         return f"image {self.pk}"
+
+
+class GenerationTask(models.Model):
+    """One image to make: a model, a prompt, a seed and settings. Jobs expand to these; free-prompt duels
+    create them live. The worker claims a task with a conditional update and links the image it stored."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending"
+        RUNNING = "running", "running"
+        DONE = "done", "done"
+        FAILED = "failed", "failed"
+        CANCELLED = "cancelled", "cancelled"
+
+    job = models.ForeignKey(GenerationJob, null=True, blank=True, on_delete=models.CASCADE, related_name="tasks")
+    variant = models.ForeignKey(ModelVariant, on_delete=models.CASCADE, related_name="generation_tasks")
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="generation_tasks")
+    negative_prompt = models.TextField(blank=True)
+    seed = models.BigIntegerField()
+    sampler = models.CharField(max_length=40)
+    steps = models.PositiveSmallIntegerField()
+    cfg_scale = models.FloatField()
+    width = models.PositiveSmallIntegerField()
+    height = models.PositiveSmallIntegerField()
+    clip_skip = models.PositiveSmallIntegerField(default=1)
+    settings_key = models.CharField(max_length=64)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    image = models.OneToOneField(Image, null=True, blank=True, on_delete=models.SET_NULL, related_name="task")
+    error = models.CharField(max_length=1000, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "variant"]), models.Index(fields=["job", "status"])]
+
+    def __str__(self) -> str:
+        return f"task {self.pk} ({self.status})"
