@@ -71,6 +71,8 @@ class ModelVariant(models.Model):
     enabled = models.BooleanField(default=True)
     health = models.CharField(max_length=8, choices=Health.choices, default=Health.OK)
     health_message = models.CharField(max_length=500, blank=True)
+    has_ztsnr = models.BooleanField(default=False, help_text="checkpoint carries the ztsnr marker key")
+    checkpoint_notes = models.CharField(max_length=500, blank=True, help_text="what the checkpoint check found")
     matchmaking_weight = models.FloatField(default=1.0)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -83,6 +85,30 @@ class ModelVariant(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class VariantLora(models.Model):
+    """A LoRA file applied to a variant with a weight (kohya or diffusers key naming)."""
+
+    class Format(models.TextChoices):
+        KOHYA = "kohya", "kohya (lora_unet_*, lora_te1_*)"
+        DIFFUSERS = "diffusers", "diffusers / peft"
+
+    variant = models.ForeignKey(ModelVariant, on_delete=models.CASCADE, related_name="loras")
+    path = models.CharField(max_length=1000)
+    weight = models.FloatField(default=1.0)
+    format = models.CharField(max_length=10, choices=Format.choices, default=Format.KOHYA)
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["variant", "path"], name="variant_lora_unique_path"),
+            models.CheckConstraint(condition=Q(weight__gte=-4) & Q(weight__lte=4), name="variant_lora_weight_range"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.weight:g}"
 
 
 class Character(models.Model):
@@ -151,6 +177,14 @@ class GenerationJob(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
+    prompt_set = models.ForeignKey(PromptSet, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs")
+    # What the admin asked for (seeds, overrides), kept for the history page.
+    settings = models.JSONField(default=dict, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
         return self.name or f"job {self.pk}"
@@ -216,12 +250,23 @@ class GenerationTask(models.Model):
     image = models.OneToOneField(Image, null=True, blank=True, on_delete=models.SET_NULL, related_name="task")
     error = models.CharField(max_length=1000, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    # The Celery task id of the message that claimed this task: a redelivery of that same message (worker
+    # killed mid-task) may take it back; any other message may not.
+    claim_token = models.CharField(max_length=64, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["status", "variant"]), models.Index(fields=["job", "status"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["job", "variant", "prompt", "settings_key"],
+                condition=Q(job__isnull=False),
+                name="task_unique_per_job_variant_prompt_settings",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"task {self.pk} ({self.status})"
