@@ -58,6 +58,10 @@ class PollEntry(models.Model):
     position = models.PositiveSmallIntegerField()
     variant = models.ForeignKey(ModelVariant, on_delete=models.PROTECT, related_name="poll_entries")
     image = models.ForeignKey(Image, null=True, blank=True, on_delete=models.PROTECT, related_name="poll_entries")
+    task = models.ForeignKey(
+        "generation.GenerationTask", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="the live generation behind a free-prompt duel's image",
+    )
 
     class Meta:
         ordering = ["poll_id", "position"]

@@ -123,6 +123,9 @@ FREE_PROMPT_BLOCKLIST = env_list("FREE_PROMPT_BLOCKLIST", [])
 FREE_PROMPT_NEGATIVE = env_str("FREE_PROMPT_NEGATIVE", "worst quality, low quality, lowres, bad anatomy")
 FREE_PROMPT_RATING_TOKEN = env_str("FREE_PROMPT_RATING_TOKEN", "general")
 FREE_PROMPT_TIMEOUT_SECONDS = env_int("FREE_PROMPT_TIMEOUT_SECONDS", 300, minimum=5)
+# Size of free-prompt duel images when the two models' defaults differ (both images always share one size).
+FREE_PROMPT_WIDTH = env_int("FREE_PROMPT_WIDTH", 832, minimum=256, maximum=2048)
+FREE_PROMPT_HEIGHT = env_int("FREE_PROMPT_HEIGHT", 1216, minimum=256, maximum=2048)
 MATCHMAKING_STRATEGY = env_choice("MATCHMAKING_STRATEGY", "active", ("uniform", "weighted", "active"))
 
 ELO_K = env_float("ELO_K", 4.0, minimum=0.0)
@@ -143,6 +146,9 @@ PIPELINE_CACHE_SIZE = env_int("PIPELINE_CACHE_SIZE", 2, minimum=1)
 GENERATION_BATCH_SIZE = env_int("GENERATION_BATCH_SIZE", 4, minimum=1)
 GENERATION_DEVICE = env_str("GENERATION_DEVICE", "auto")  # auto | cpu | cuda | cuda:N
 SCORERS_DIR = Path(env_str("ARENA_SCORERS_DIR", str(VAR_DIR / "scorers")))
+SCORING_BATCH_SIZE = env_int("SCORING_BATCH_SIZE", 16, minimum=1)  # images per scoring task / transaction
+CHARACTER_ELO_K = env_float("CHARACTER_ELO_K", 4.0, minimum=0.0)  # K of the automatic CCIP duels
+CHARACTER_ELO_TIE_MARGIN = env_float("CHARACTER_ELO_TIE_MARGIN", 0.01, minimum=0.0)  # CCIP difference gap that ties
 
 # --- tasks ----------------------------------------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL or "memory://")

@@ -1,0 +1,207 @@
+"""Reads of the voting domain."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from django.db.models import Count, Exists, OuterRef, Q
+
+from arena.models import Mode, Poll, Rating, Scope, Vote
+from arena.rating_settings import elo_params, trueskill_params
+from arena.ratings.matchmaking import Candidate
+from arena.ratings.outcomes import Outcome, pairwise
+from generation.models import Image, ModelVariant, Prompt
+
+SORT_KEYS = {
+    "elo": lambda r: -r.elo,
+    "mu": lambda r: -r.mu,
+    "conservative": lambda r: -r.conservative,
+    "votes": lambda r: -r.votes,
+    "win_rate": lambda r: -(r.win_rate if r.win_rate is not None else -1.0),
+    "name": lambda r: r.name.lower(),
+}
+
+
+def _healthy():
+    return ModelVariant.objects.filter(enabled=True, health=ModelVariant.Health.OK)
+
+
+def variants_with_fixed_images() -> dict[int, float]:
+    """Enabled, healthy models that have fixed-prompt images, with their matchmaking weights."""
+    fixed = Image.objects.filter(variant_id=OuterRef("pk"), prompt__source=Prompt.Source.FIXED)
+    return dict(_healthy().filter(Exists(fixed)).values_list("id", "matchmaking_weight"))
+
+
+def variants_that_generate() -> dict[int, float]:
+    """Enabled, healthy models with local weights, with their matchmaking weights."""
+    return dict(_healthy().exclude(source_type=ModelVariant.SourceType.NONE).values_list("id", "matchmaking_weight"))
+
+
+def variants_sharing_a_group_with(pivot: int, *, among: list[int], at_least: int) -> list[int]:
+    """The models of one random fixed prompt group of ``pivot`` that has images from at least ``at_least`` of them."""
+    of_pivot = Image.objects.filter(variant_id=pivot, prompt_id=OuterRef("prompt_id"), settings_key=OuterRef("settings_key"))
+    group = (
+        Image.objects.filter(prompt__source=Prompt.Source.FIXED, variant_id__in=among)
+        .filter(Exists(of_pivot))
+        .values("prompt_id", "settings_key")
+        .annotate(n=Count("variant_id", distinct=True))
+        .filter(n__gte=at_least)
+        .order_by("?")
+        .first()
+    )
+    if not group:
+        return []
+    return list(
+        Image.objects.filter(prompt_id=group["prompt_id"], settings_key=group["settings_key"], variant_id__in=among)
+        .values_list("variant_id", flat=True)
+        .distinct()
+    )
+
+
+def matchmaking_candidates(*, scope: str, weights: dict[int, float]) -> list[Candidate]:
+    """Eligible models with what the matchmaker weighs: comparisons so far, TrueSkill, admin weight."""
+    ts = trueskill_params()
+    ratings = {
+        r[0]: r[1:] for r in Rating.objects.filter(scope=scope, variant_id__in=list(weights)).values_list("variant_id", "games", "mu", "sigma")
+    }
+    out = []
+    for v in sorted(weights):
+        games, mu, sigma = ratings.get(v, (0, ts.mu, ts.sigma))
+        out.append(Candidate(id=v, games=games, mu=mu, sigma=sigma, weight=weights[v], enabled=True))
+    return out
+
+
+def poll_with_entries(token) -> Poll | None:
+    return (
+        Poll.objects.filter(token=token)
+        .select_related("prompt")
+        .prefetch_related("entries__variant")
+        .first()
+    )
+
+
+def free_prompt_pool(limit: int = 20) -> list[Prompt]:
+    """Recent free prompts that were generated successfully, newest first, one per text."""
+    shown = Poll.objects.filter(prompt_id=OuterRef("pk"), status__in=[Poll.Status.READY, Poll.Status.VOTED])
+    seen, out = set(), []
+    for prompt in Prompt.objects.filter(source=Prompt.Source.FREE).filter(Exists(shown)).order_by("-created_at")[: limit * 3]:
+        if prompt.text not in seen:
+            seen.add(prompt.text)
+            out.append(prompt)
+        if len(out) == limit:
+            break
+    return out
+
+
+def free_prompt_from_pool(prompt_id: int) -> Prompt | None:
+    shown = Poll.objects.filter(prompt_id=OuterRef("pk"), status__in=[Poll.Status.READY, Poll.Status.VOTED])
+    return Prompt.objects.filter(id=prompt_id, source=Prompt.Source.FREE).filter(Exists(shown)).first()
+
+
+@dataclass
+class LeaderboardRow:
+    rank: int
+    variant_id: int
+    name: str
+    kind: str
+    elo: float
+    mu: float
+    sigma: float
+    votes: int
+    games: int
+    wins: float
+
+    @property
+    def conservative(self) -> float:
+        return self.mu - 3.0 * self.sigma
+
+    @property
+    def win_rate(self) -> float | None:
+        return self.wins / self.games if self.games else None
+
+
+def leaderboard(*, scope: str = Scope.OVERALL, sort: str = "elo") -> list[LeaderboardRow]:
+    """Every model that has a rating in the scope, ranked by Elo; ``sort`` only reorders the rows."""
+    if scope not in Scope.values:
+        scope = Scope.OVERALL
+    ratings = Rating.objects.filter(scope=scope, variant__enabled=True).select_related("variant")
+    rows = [
+        LeaderboardRow(
+            rank=0, variant_id=r.variant_id, name=r.variant.name, kind=r.variant.kind, elo=r.elo, mu=r.mu,
+            sigma=r.sigma, votes=r.votes, games=r.games, wins=r.wins,
+        )
+        for r in ratings
+    ]
+    rows.sort(key=lambda r: (-r.elo, r.name.lower()))
+    for i, row in enumerate(rows, start=1):
+        row.rank = i
+    rows.sort(key=SORT_KEYS.get(sort, SORT_KEYS["elo"]))
+    return rows
+
+
+@dataclass
+class OpponentRecord:
+    opponent_id: int
+    opponent: str
+    wins: int = 0
+    losses: int = 0
+    ties: int = 0
+
+    @property
+    def games(self) -> int:
+        return self.wins + self.losses + self.ties
+
+
+def model_record(variant_id: int) -> list[OpponentRecord]:
+    """Pairwise record against each opponent, from the counted votes of polls this model was in."""
+    votes = Vote.objects.filter(counted=True).filter(
+        Exists(Poll.objects.filter(id=OuterRef("poll_id"), entries__variant_id=variant_id))
+    ).values_list("variants", "ranks", "full_ranking")
+    records: dict[int, OpponentRecord] = {}
+    for variants, ranks, full in votes.iterator():
+        for a, b, score in pairwise(Outcome(players=tuple(variants), ranks=tuple(ranks), full_ranking=full)):
+            if variant_id not in (a, b):
+                continue
+            other, mine = (b, score) if a == variant_id else (a, 1.0 - score)
+            rec = records.setdefault(other, OpponentRecord(opponent_id=other, opponent=""))
+            if mine == 1.0:
+                rec.wins += 1
+            elif mine == 0.0:
+                rec.losses += 1
+            else:
+                rec.ties += 1
+    names = dict(ModelVariant.objects.filter(id__in=records).values_list("id", "name"))
+    for rec in records.values():
+        rec.opponent = names.get(rec.opponent_id, f"#{rec.opponent_id}")
+    return sorted(records.values(), key=lambda r: (-r.games, r.opponent))
+
+
+def model_ratings(variant_id: int) -> dict[str, Rating]:
+    return {r.scope: r for r in Rating.objects.filter(variant_id=variant_id)}
+
+
+def model_images(variant_id: int, limit: int = 24) -> list[Image]:
+    return list(Image.objects.filter(variant_id=variant_id).select_related("prompt").order_by("-created_at")[:limit])
+
+
+def vote_counts() -> dict[str, int]:
+    agg = Vote.objects.aggregate(
+        total=Count("id"), counted=Count("id", filter=Q(counted=True)), flagged=Count("id", filter=Q(flagged=True))
+    )
+    return agg
+
+
+def scope_choices() -> list[tuple[str, str]]:
+    return [(Scope.OVERALL, "Overall"), (Mode.FIXED, "Fixed-prompt duels"), (Mode.FREE, "Free-prompt duels"), (Mode.FFA, "Free-for-all")]
+
+
+def initial_elo() -> float:
+    return elo_params().initial
+
+
+def group_by(items, key):
+    out = defaultdict(list)
+    for item in items:
+        out[key(item)].append(item)
+    return out

@@ -1,0 +1,271 @@
+"""Voter-facing pages. Each URL serves the full page, or its htmx partial when ``request.htmx``."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.contrib.admin.views.decorators import staff_member_required
+from django.core.files.storage import default_storage
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_ratelimit.core import is_ratelimited
+
+from arena import selectors, services
+from arena.errors import ArenaError, PollForbidden, PollNotFound, PromptRejected, RateLimited
+from arena.models import Mode, Poll, Scope, Vote
+from arena.voters import client_ip_hash, voter_key
+from generation.models import ModelVariant
+
+MODE_URLS = {Mode.FIXED: "arena:fixed", Mode.FREE: "arena:free", Mode.FFA: "arena:ffa"}
+
+
+# --- helpers --------------------------------------------------------------------------------------------------
+
+
+def _voter_rate_key(group, request):
+    return voter_key(request)
+
+
+def _ip_rate_key(group, request):
+    return client_ip_hash(request)
+
+
+def _rate_limit(request: HttpRequest, group: str, voter_rate: str | None = None) -> None:
+    if not settings.RATELIMIT_ENABLE:
+        return
+    checks = [
+        (f"{group}:voter", _voter_rate_key, voter_rate or settings.RATELIMIT_VOTER),
+        (f"{group}:ip", _ip_rate_key, settings.RATELIMIT_IP),
+    ]
+    for name, key, rate in checks:
+        if is_ratelimited(request, group=name, key=key, rate=rate, increment=True):
+            raise RateLimited("Too many requests; wait a minute and try again.")
+
+
+def _error(request: HttpRequest, exc: ArenaError, mode: str | None = None) -> HttpResponse:
+    context = {"message": exc.message, "mode": mode, "next_url": reverse(MODE_URLS[mode]) if mode else None}
+    template = "arena/_error.html" if request.htmx else "arena/error_page.html"
+    return render(request, template, context, status=exc.status)
+
+
+def _poll_page(request: HttpRequest, mode: str, poll: Poll | None, extra: dict | None = None) -> HttpResponse:
+    entries = getattr(poll, "issued_entries", None) if poll else []
+    if entries is None:
+        entries = list(poll.entries.select_related("image"))
+    context = {"poll": poll, "mode": mode, "entries": entries, **(extra or {})}
+    context.update(_poll_flags(mode))
+    template = "arena/_poll.html" if request.htmx else "arena/poll_page.html"
+    return render(request, template, context)
+
+
+def _poll_flags(mode: str) -> dict:
+    return {
+        "allow_tie": mode == Mode.FIXED or (mode == Mode.FREE and settings.FREE_DUEL_ALLOW_TIE),
+        "allow_both_bad": mode == Mode.FIXED or (mode == Mode.FREE and settings.FREE_DUEL_ALLOW_BOTH_BAD),
+        "mode_label": Mode(mode).label,
+        "next_url": reverse(MODE_URLS[mode]),
+    }
+
+
+def _issue(request: HttpRequest, mode: str) -> HttpResponse:
+    try:
+        _rate_limit(request, "poll")
+        poll = services.poll_create(mode=mode, voter_key=voter_key(request), ip_hash=client_ip_hash(request))
+    except ArenaError as exc:
+        return _error(request, exc, mode)
+    return _poll_page(request, mode, poll)
+
+
+# --- polls ----------------------------------------------------------------------------------------------------
+
+
+@require_GET
+def fixed_duel(request: HttpRequest) -> HttpResponse:
+    return _issue(request, Mode.FIXED)
+
+
+@require_GET
+def free_for_all(request: HttpRequest) -> HttpResponse:
+    return _issue(request, Mode.FFA)
+
+
+@require_http_methods(["GET", "POST"])
+def free_duel(request: HttpRequest) -> HttpResponse:
+    if request.method == "GET":
+        return _poll_page(request, Mode.FREE, None, {"pool": selectors.free_prompt_pool(), "max_chars": settings.FREE_PROMPT_MAX_CHARS})
+    prompt_id = request.POST.get("prompt_id") or None
+    try:
+        _rate_limit(request, "free", settings.RATELIMIT_FREE_PROMPT)
+        if prompt_id is not None and not prompt_id.isdigit():
+            raise PromptRejected("That prompt is not in the pool.")
+        poll = services.free_poll_create(
+            voter_key=voter_key(request), ip_hash=client_ip_hash(request),
+            prompt_text=request.POST.get("prompt", ""), prompt_id=int(prompt_id) if prompt_id else None,
+        )
+    except ArenaError as exc:
+        return _error(request, exc, Mode.FREE)
+    return _poll_page(request, Mode.FREE, poll)
+
+
+def _voter_poll(request: HttpRequest, token: uuid.UUID) -> Poll:
+    poll = selectors.poll_with_entries(token)
+    if poll is None:
+        raise PollNotFound("This poll does not exist.")
+    if poll.voter_key != voter_key(request):
+        raise PollForbidden("This poll was issued to someone else.")
+    return poll
+
+
+@require_GET
+def poll_detail(request: HttpRequest, token: uuid.UUID) -> HttpResponse:
+    """A poll as it stands: the progress of a generating one, the images of a ready one, the reveal after the vote."""
+    try:
+        poll = _voter_poll(request, token)
+    except ArenaError as exc:
+        return _error(request, exc)
+    poll = services.poll_refresh(poll=poll)
+    if poll.status == Poll.Status.VOTED:
+        return _reveal(request, poll, Vote.objects.get(poll=poll), replayed=True)
+    return _poll_page(request, poll.mode, poll)
+
+
+@require_GET
+def poll_image(request: HttpRequest, token: uuid.UUID, position: int) -> HttpResponse:
+    """The metadata-free copy of one image of a poll, under the poll's own URL, to the poll's voter only."""
+    try:
+        poll = _voter_poll(request, token)
+    except ArenaError as exc:
+        return HttpResponse(exc.message, status=exc.status, content_type="text/plain")
+    entry = next((e for e in poll.entries.all() if e.position == position), None)
+    if entry is None or entry.image_id is None:
+        raise Http404("no such image")
+    with default_storage.open(entry.image.voter_file.name, "rb") as fh:
+        data = fh.read()
+    response = HttpResponse(data, content_type="image/png")
+    response["Cache-Control"] = "private, max-age=3600"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def _parse_vote(post) -> tuple[str, int | None, list[int] | None]:
+    choice = post.get("choice", "")
+    best = ranking = None
+    if choice == Vote.Choice.BEST:
+        raw = post.get("best", "")
+        best = int(raw) if raw.isdigit() else -1
+    elif choice == Vote.Choice.RANKING:
+        raw = post.get("ranking", "")
+        if raw:
+            parts = raw.split(",")
+            ranking = [int(p) for p in parts if p.strip().isdigit()] if len(parts) <= 4 else []
+            if len(ranking) != len(parts):
+                ranking = []
+        else:  # one select per image giving its place (1 = best), for the form that works without JavaScript
+            places = {}
+            for position in range(4):
+                value = post.get(f"place_{position}", "")
+                if value.isdigit():
+                    places[position] = int(value)
+            ranking = [p for p, _ in sorted(places.items(), key=lambda kv: kv[1])] if sorted(places.values()) == [1, 2, 3, 4] else []
+    return choice, best, ranking
+
+
+@require_POST
+def poll_vote(request: HttpRequest, token: uuid.UUID) -> HttpResponse:
+    choice, best, ranking = _parse_vote(request.POST)
+    poll = None
+    try:
+        _rate_limit(request, "vote")
+        result = services.vote_cast(
+            poll_token=str(token), voter_key=voter_key(request), ip_hash=client_ip_hash(request),
+            choice=choice, best=best, ranking=ranking,
+        )
+        poll = selectors.poll_with_entries(token)
+    except ArenaError as exc:
+        mode = poll.mode if poll else None
+        return _error(request, exc, mode)
+    return _reveal(request, poll, result.vote, replayed=result.replayed)
+
+
+def _reveal(request: HttpRequest, poll: Poll, vote: Vote, *, replayed: bool) -> HttpResponse:
+    changes = (vote.rating_changes or {}).get(poll.mode, {})
+    entries = []
+    for entry, rank in zip(poll.entries.all(), vote.ranks):
+        change = changes.get(str(entry.variant_id))
+        entries.append(
+            {
+                "entry": entry,
+                "rank": rank,
+                "winner": rank == min(vote.ranks) and len(set(vote.ranks)) > 1,
+                "elo_before": change["elo"][0] if change else None,
+                "elo_after": change["elo"][1] if change else None,
+                "elo_delta": (change["elo"][1] - change["elo"][0]) if change else None,
+                "mu_after": change["mu"][1] if change else None,
+                "sigma_after": change["sigma"][1] if change else None,
+            }
+        )
+    context = {"poll": poll, "vote": vote, "revealed": entries, "replayed": replayed, **_poll_flags(poll.mode)}
+    template = "arena/_reveal.html" if request.htmx else "arena/reveal_page.html"
+    return render(request, template, context)
+
+
+# --- leaderboard and models -----------------------------------------------------------------------------------
+
+
+@require_GET
+def leaderboard(request: HttpRequest) -> HttpResponse:
+    scope = request.GET.get("scope", Scope.OVERALL)
+    if scope not in Scope.values:
+        scope = Scope.OVERALL
+    sort = request.GET.get("sort", "elo")
+    if sort not in selectors.SORT_KEYS:
+        sort = "elo"
+    context = {
+        "rows": selectors.leaderboard(scope=scope, sort=sort),
+        "scope": scope,
+        "sort": sort,
+        "scopes": selectors.scope_choices(),
+        "counts": selectors.vote_counts(),
+    }
+    template = "arena/_leaderboard_table.html" if request.htmx else "arena/leaderboard.html"
+    return render(request, template, context)
+
+
+@require_GET
+def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    variant = get_object_or_404(ModelVariant.objects.select_related("parent"), pk=pk)
+    context = {
+        "variant": variant,
+        "ratings": selectors.model_ratings(pk),
+        "record": selectors.model_record(pk),
+        "images": selectors.model_images(pk),
+        "scopes": selectors.scope_choices(),
+    }
+    return render(request, "arena/model.html", context)
+
+
+@staff_member_required
+def staff_media(request: HttpRequest, path: str) -> HttpResponse:
+    """Originals (with their A1111 parameters) and other non-public media: staff only."""
+    if ".." in path.split("/") or not default_storage.exists(path):
+        raise Http404("no such file")
+    with default_storage.open(path, "rb") as fh:
+        data = fh.read()
+    content_type = "image/png" if path.endswith(".png") else "image/webp" if path.endswith(".webp") else "application/octet-stream"
+    return HttpResponse(data, content_type=content_type)
+
+
+@require_GET
+def public_thumb(request: HttpRequest, path: str) -> HttpResponse:
+    """Thumbnails shown on model pages (after the fact, never in a poll)."""
+    full = f"t/{path}"
+    if ".." in path.split("/") or not default_storage.exists(full):
+        raise Http404("no such thumbnail")
+    with default_storage.open(full, "rb") as fh:
+        data = fh.read()
+    response = HttpResponse(data, content_type="image/webp")
+    response["Cache-Control"] = "public, max-age=86400"
+    return response

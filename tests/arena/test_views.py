@@ -1,0 +1,277 @@
+import datetime as dt
+import io
+import re
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+from PIL import Image as PILImage
+
+from arena.models import Poll, Rating, Scope, Vote
+from tests.arena.factories import make_variant
+
+pytestmark = pytest.mark.django_db
+HX = {"HTTP_HX_REQUEST": "true"}
+
+
+def _backdate(poll_token, seconds=5):
+    poll = Poll.objects.get(token=poll_token)
+    Poll.objects.filter(id=poll.id).update(shown_at=poll.shown_at - dt.timedelta(seconds=seconds))
+
+
+def _token(html: str) -> str:
+    match = re.search(r'data-poll="([0-9a-f-]{36})"', html)
+    assert match, html
+    return match.group(1)
+
+
+def test_duel_page_is_a_full_page_and_its_htmx_partial_is_not(client, arena):
+    full = client.get(reverse("arena:fixed"))
+    assert full.status_code == 200
+    assert b"<html" in full.content and b'data-key="1"' in full.content
+    partial = client.get(reverse("arena:fixed"), **HX)
+    assert partial.status_code == 200
+    assert b"<html" not in partial.content and b"data-poll=" in partial.content
+    assert Poll.objects.count() == 2
+
+
+def test_nothing_in_the_poll_page_or_image_names_the_model(client, arena):
+    variants, _ = arena
+    response = client.get(reverse("arena:fixed"))
+    html = response.content.decode()
+    token = _token(html)
+    for v in variants:
+        assert v.name not in html
+        assert f"/models/{v.id}/" not in html
+    for header, value in response.items():
+        assert not any(v.name in value for v in variants), header
+    poll = Poll.objects.get(token=token)
+    for entry in poll.entries.select_related("image"):
+        assert entry.image.file.name not in html and entry.image.voter_file.name not in html
+        assert f"/poll/{token}/image/{entry.position}" in html
+
+
+def test_poll_images_carry_no_metadata_and_share_one_size(client, arena):
+    variants, _ = arena
+    html = client.get(reverse("arena:ffa")).content.decode()
+    token = _token(html)
+    sizes = set()
+    for position in range(4):
+        response = client.get(reverse("arena:poll_image", args=[token, position]))
+        assert response.status_code == 200 and response["Content-Type"] == "image/png"
+        assert "Content-Disposition" not in response and "Last-Modified" not in response
+        data = response.content
+        for v in variants:
+            assert v.name.encode() not in data
+        img = PILImage.open(io.BytesIO(data))
+        assert not img.text and "exif" not in img.info
+        assert b"tEXt" not in data and b"iTXt" not in data and b"zTXt" not in data and b"eXIf" not in data
+        sizes.add(img.size)
+    assert len(sizes) == 1
+
+
+def test_another_voter_cannot_see_or_vote_on_my_poll(client, arena, django_user_model):
+    from django.test import Client
+
+    token = _token(client.get(reverse("arena:fixed")).content.decode())
+    _backdate(token)
+    other = Client()
+    assert other.get(reverse("arena:poll_image", args=[token, 0])).status_code == 403
+    response = other.post(reverse("arena:vote", args=[token]), {"choice": "left"}, **HX)
+    assert response.status_code == 403 and b"someone else" in response.content
+    assert Vote.objects.count() == 0
+
+
+def test_vote_reveals_the_models_with_their_rating_change(client, arena):
+    token = _token(client.get(reverse("arena:fixed"), **HX).content.decode())
+    _backdate(token)
+    response = client.post(reverse("arena:vote", args=[token]), {"choice": "right"}, **HX)
+    assert response.status_code == 200
+    html = response.content.decode()
+    poll = Poll.objects.get(token=token)
+    left, right = [e.variant for e in poll.entries.order_by("position")]
+    assert left.name in html and right.name in html
+    assert "+2.00" in html and "-2.00" in html
+    assert 'data-key="next"' in html and "<html" not in html
+    vote = Vote.objects.get()
+    assert vote.choice == "right" and vote.counted
+    assert Rating.objects.get(variant=right, scope=Scope.FIXED).elo == pytest.approx(1002.0)
+
+
+def test_vote_without_javascript_renders_the_full_reveal_page(client, arena):
+    token = _token(client.get(reverse("arena:fixed")).content.decode())
+    _backdate(token)
+    response = client.post(reverse("arena:vote", args=[token]), {"choice": "tie"})
+    assert response.status_code == 200 and b"<html" in response.content
+    assert Vote.objects.get().choice == "tie"
+
+
+def test_double_submit_returns_the_recorded_result(client, arena):
+    token = _token(client.get(reverse("arena:fixed"), **HX).content.decode())
+    _backdate(token)
+    first = client.post(reverse("arena:vote", args=[token]), {"choice": "left"}, **HX)
+    second = client.post(reverse("arena:vote", args=[token]), {"choice": "right"}, **HX)
+    assert first.status_code == second.status_code == 200
+    assert b"already recorded" in second.content
+    assert Vote.objects.count() == 1 and Vote.objects.get().choice == "left"
+    assert Rating.objects.filter(scope=Scope.OVERALL, votes=1).count() == 2
+
+
+@pytest.mark.parametrize("data", [{}, {"choice": "sideways"}, {"choice": "left", "extra": "<b>"}])
+def test_malformed_votes_get_a_clear_400(client, arena, data):
+    token = _token(client.get(reverse("arena:fixed"), **HX).content.decode())
+    _backdate(token)
+    response = client.post(reverse("arena:vote", args=[token]), data, **HX)
+    if data.get("choice") == "left":
+        assert response.status_code == 200  # unknown extra fields are ignored
+        return
+    assert response.status_code == 400 and b"Choose left, right" in response.content
+    assert Vote.objects.count() == 0
+
+
+def test_unknown_poll_is_a_404(client, arena):
+    response = client.post(reverse("arena:vote", args=["00000000-0000-0000-0000-000000000000"]), {"choice": "left"}, **HX)
+    assert response.status_code == 404 and Vote.objects.count() == 0
+
+
+def test_expired_poll_is_a_410(client, arena, settings):
+    token = _token(client.get(reverse("arena:fixed"), **HX).content.decode())
+    Poll.objects.filter(token=token).update(expires_at=Poll.objects.get(token=token).shown_at)
+    _backdate(token)
+    response = client.post(reverse("arena:vote", args=[token]), {"choice": "left"}, **HX)
+    assert response.status_code == 410 and b"expired" in response.content
+    assert Vote.objects.count() == 0
+
+
+def test_csrf_is_enforced_on_votes(arena):
+    from django.test import Client
+
+    strict = Client(enforce_csrf_checks=True)
+    token = _token(strict.get(reverse("arena:fixed")).content.decode())
+    _backdate(token)
+    assert strict.post(reverse("arena:vote", args=[token]), {"choice": "left"}).status_code == 403
+    csrf = strict.cookies["csrftoken"].value
+    ok = strict.post(reverse("arena:vote", args=[token]), {"choice": "left"}, HTTP_X_CSRFTOKEN=csrf, **HX)
+    assert ok.status_code == 200 and Vote.objects.count() == 1
+
+
+def test_ffa_best_pick_and_ranking_through_the_form(client, arena):
+    token = _token(client.get(reverse("arena:ffa"), **HX).content.decode())
+    _backdate(token)
+    assert client.post(reverse("arena:vote", args=[token]), {"choice": "best", "best": "3"}, **HX).status_code == 200
+    assert Vote.objects.get().ranks == [1, 1, 1, 0]
+    token = _token(client.get(reverse("arena:ffa"), **HX).content.decode())
+    _backdate(token)
+    places = {"place_0": "2", "place_1": "4", "place_2": "1", "place_3": "3"}
+    assert client.post(reverse("arena:vote", args=[token]), {"choice": "ranking", **places}, **HX).status_code == 200
+    assert Vote.objects.order_by("id").last().ranks == [1, 3, 0, 2]
+    token = _token(client.get(reverse("arena:ffa"), **HX).content.decode())
+    _backdate(token)
+    bad = client.post(reverse("arena:vote", args=[token]), {"choice": "ranking", "place_0": "1", "place_1": "1"}, **HX)
+    assert bad.status_code == 400 and Vote.objects.count() == 2
+
+
+def test_rate_limit_per_voter(client, arena, settings):
+    settings.RATELIMIT_VOTER = "3/m"
+    codes = [client.get(reverse("arena:fixed"), **HX).status_code for _ in range(5)]
+    assert codes[:3] == [200, 200, 200] and codes[3:] == [429, 429]
+    assert Poll.objects.count() == 3
+
+
+def test_rate_limit_per_address_across_voters(arena, settings):
+    from django.test import Client
+
+    settings.RATELIMIT_IP = "2/m"
+    codes = [Client().get(reverse("arena:fixed"), **HX).status_code for _ in range(4)]
+    assert codes == [200, 200, 429, 429]
+
+
+def test_leaderboard_lists_models_sorted_and_links_their_pages(client, arena):
+    variants, _ = arena
+    token = _token(client.get(reverse("arena:fixed"), **HX).content.decode())
+    _backdate(token)
+    client.post(reverse("arena:vote", args=[token]), {"choice": "left"}, **HX)
+    page = client.get(reverse("arena:leaderboard"))
+    html = page.content.decode()
+    assert page.status_code == 200 and "<html" in html
+    for v in variants:
+        assert f'/models/{v.id}/' in html
+    winner = Vote.objects.get().variants[0]
+    names = re.findall(r'<a href="/models/(\d+)/">', html)
+    assert int(names[0]) == winner
+    by_name = client.get(reverse("arena:leaderboard") + "?sort=name&scope=fixed", **HX).content.decode()
+    assert "<html" not in by_name
+    ordered = re.findall(r'<a href="/models/\d+/">([^<]+)</a>', by_name)
+    assert ordered == sorted(ordered, key=str.lower)
+
+
+def test_model_page_shows_ratings_and_record(client, arena):
+    token = _token(client.get(reverse("arena:fixed"), **HX).content.decode())
+    _backdate(token)
+    client.post(reverse("arena:vote", args=[token]), {"choice": "left"}, **HX)
+    vote = Vote.objects.get()
+    winner, loser = vote.variants
+    html = client.get(reverse("arena:model", args=[winner])).content.decode()
+    assert "Record against each opponent" in html
+    row = re.search(rf'/models/{loser}/">[^<]+</a></td><td class="num">(\d+)</td><td class="num">(\d+)</td>', html)
+    assert row and row.groups() == ("1", "0")
+    assert client.get(reverse("arena:model", args=[99999])).status_code == 404
+
+
+def test_prompts_are_escaped_when_shown(client, db):
+    from tests.arena.factories import make_image, make_prompt
+
+    prompt = make_prompt('1girl, "quoted" & <i>not html</i>')
+    for _ in range(2):
+        make_image(make_variant(), prompt)
+    html = client.get(reverse("arena:fixed")).content.decode()
+    assert "<i>not html</i>" not in html and "&lt;i&gt;not html&lt;/i&gt;" in html
+
+
+def test_voters_cannot_reach_staff_pages(client, arena):
+    for url in ["/admin/", "/admin/arena/vote/", "/admin/generation/modelvariant/"]:
+        response = client.get(url)
+        assert response.status_code == 302 and "/admin/login/" in response["Location"]
+    image = arena[0][0].images.first()
+    response = client.get(f"/media/{image.file.name}")
+    assert response.status_code == 302
+
+
+def test_staff_can_reach_admin_and_originals(client, arena):
+    user = get_user_model().objects.create_user("boss", password="pw-123456789", is_staff=True, is_superuser=True)
+    client.force_login(user)
+    assert client.get("/admin/arena/vote/").status_code == 200
+    image = arena[0][0].images.first()
+    response = client.get(f"/media/{image.file.name}")
+    assert response.status_code == 200 and b"parameters" in response.content
+
+
+def test_votes_cannot_be_changed_or_deleted_in_admin(client, arena):
+    user = get_user_model().objects.create_user("boss", password="pw-123456789", is_staff=True, is_superuser=True)
+    token = _token(client.get(reverse("arena:fixed"), **HX).content.decode())
+    _backdate(token)
+    client.post(reverse("arena:vote", args=[token]), {"choice": "left"}, **HX)
+    client.force_login(user)
+    vote = Vote.objects.get()
+    assert client.post(f"/admin/arena/vote/{vote.id}/delete/", {"post": "yes"}).status_code == 403
+    assert Vote.objects.filter(id=vote.id, choice="left").exists()
+
+
+def test_poll_view_query_count(client, arena, django_assert_max_num_queries, no_rate_limits):
+    client.get(reverse("arena:fixed"), **HX)
+    with django_assert_max_num_queries(12):
+        assert client.get(reverse("arena:fixed"), **HX).status_code == 200
+
+
+def test_vote_view_query_count(client, arena, django_assert_max_num_queries, no_rate_limits):
+    token = _token(client.get(reverse("arena:fixed"), **HX).content.decode())
+    _backdate(token)
+    with django_assert_max_num_queries(14):
+        assert client.post(reverse("arena:vote", args=[token]), {"choice": "left"}, **HX).status_code == 200
+
+
+def test_leaderboard_query_count(client, arena, django_assert_max_num_queries):
+    for _ in range(3):
+        make_variant()
+    with django_assert_max_num_queries(4):
+        assert client.get(reverse("arena:leaderboard"), **HX).status_code == 200
