@@ -1,0 +1,32 @@
+"""Fixtures shared by the generation tests.
+
+``tiny_models``: tiny SDXL-shaped models (random weights, real diffusers/transformers classes) built once per
+test session, by ``generation.tiny.make_tiny_models``. It returns a ``generation.tiny.TinyModels`` whose fields
+(also readable as ``tiny_models["eps_dir"]``) are paths as str:
+
+    eps_dir, eps_file        epsilon model: diffusers folder / single .safetensors (SGM/A1111 layout)
+    v_dir, v_file            v-prediction (zero terminal SNR) model; the file carries v_pred / ztsnr keys
+    lora_kohya               kohya-format LoRA (.safetensors) for the tiny models
+    lora_diffusers           the same LoRA in diffusers format (a folder)
+    config_dir               local diffusers config folder for the single files
+    root                     the folder holding all of the above
+
+Set ARENA_TINY_MODELS_DIR to reuse one build across sessions (the build is idempotent).
+Nothing reaches a model hub: HF_HUB_OFFLINE is set for the session.
+"""
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    from generation.tiny import make_tiny_models
+
+    root = os.environ.get("ARENA_TINY_MODELS_DIR") or tmp_path_factory.mktemp("tiny-models")
+    return make_tiny_models(root)
