@@ -10,6 +10,7 @@ import secrets
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
@@ -178,9 +179,12 @@ def free_poll_create(
     with transaction.atomic():
         if prompt is None:
             prompt = Prompt.objects.create(text=text, negative_prompt=settings.FREE_PROMPT_NEGATIVE, source=Prompt.Source.FREE)
-        tasks = generation_services.tasks_create_live(
-            prompt=prompt, variants=ordered, seed=secrets.randbelow(2**32), width=width, height=height
-        )
+        try:
+            tasks = generation_services.tasks_create_live(
+                prompt=prompt, variants=ordered, seed=secrets.randbelow(2**32), width=width, height=height
+            )
+        except ValidationError as exc:
+            raise NoPollAvailable("These models cannot generate right now: " + "; ".join(exc.messages)) from None
         poll = Poll.objects.create(
             mode=Mode.FREE, voter_key=voter_key, ip_hash=ip_hash, prompt=prompt, status=Poll.Status.GENERATING,
             settings_key="", expires_at=now + dt.timedelta(seconds=settings.FREE_PROMPT_TIMEOUT_SECONDS + settings.POLL_TTL_SECONDS),

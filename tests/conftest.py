@@ -10,3 +10,17 @@ def _media_and_cache(settings, tmp_path):
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """Tiny SDXL-shaped models (random weights, the real classes), built once per session.
+    Set ARENA_TINY_MODELS_DIR to reuse one build across sessions."""
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from generation.tiny import make_tiny_models
+
+    root = os.environ.get("ARENA_TINY_MODELS_DIR") or tmp_path_factory.mktemp("tiny-models")
+    return make_tiny_models(root)
