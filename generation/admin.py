@@ -1,0 +1,181 @@
+"""Django admin for every generation model. Adding or changing a model variant checks its checkpoint (and its
+LoRA files) the way ``register_model`` does; nothing is saved when the check fails."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.urls import reverse
+from django.utils.html import format_html
+
+from generation import services
+from generation.forms import ModelVariantAdminForm, VariantLoraAdminForm
+from generation.models import (
+    Character,
+    CharacterReference,
+    GenerationJob,
+    GenerationTask,
+    Image,
+    ModelVariant,
+    Prompt,
+    PromptSet,
+    VariantLora,
+)
+
+
+class VariantLoraInline(admin.TabularInline):
+    model = VariantLora
+    form = VariantLoraAdminForm
+    extra = 0
+    fields = ("path", "weight", "format", "position")
+
+
+@admin.register(ModelVariant)
+class ModelVariantAdmin(admin.ModelAdmin):
+    form = ModelVariantAdminForm
+    inlines = [VariantLoraInline]
+    list_display = ("name", "family", "version", "kind", "prediction_type", "source_type", "enabled", "health",
+                    "matchmaking_weight", "parent")
+    list_filter = ("enabled", "kind", "prediction_type", "health", "family")
+    list_editable = ("enabled", "matchmaking_weight")
+    search_fields = ("name", "family", "version", "source_path")
+    readonly_fields = ("has_ztsnr", "checkpoint_notes", "health_message", "created_at")
+    autocomplete_fields = ("parent",)
+    actions = ["mark_healthy"]
+    fieldsets = (
+        (None, {"fields": ("name", "family", "version", "kind", "parent", "description", "enabled", "matchmaking_weight")}),
+        ("Checkpoint", {"fields": ("source_type", "source_path", "config_path", "prediction_type", "has_ztsnr",
+                                   "checkpoint_notes", "health", "health_message")}),
+        ("Default sampler settings", {"fields": ("sampler", "steps", "cfg_scale", "width", "height", "clip_skip",
+                                                 "guidance_rescale")}),
+        (None, {"fields": ("created_at",)}),
+    )
+
+    @admin.action(description="Mark healthy (after fixing the checkpoint)")
+    def mark_healthy(self, request, queryset):
+        for variant in queryset:
+            services.variant_mark_healthy(variant_id=variant.pk)
+        self.message_user(request, f"{queryset.count()} models marked healthy.", messages.SUCCESS)
+
+
+class CharacterReferenceInline(admin.TabularInline):
+    model = CharacterReference
+    extra = 1
+    fields = ("image", "preview", "created_at")
+    readonly_fields = ("preview", "created_at")
+
+    @admin.display(description="preview")
+    def preview(self, obj):
+        if obj.pk and obj.image:
+            return format_html('<img src="{}" style="max-height:96px">', obj.image.url)
+        return "—"
+
+
+@admin.register(Character)
+class CharacterAdmin(admin.ModelAdmin):
+    list_display = ("name", "tags", "reference_count")
+    search_fields = ("name", "tags")
+    inlines = [CharacterReferenceInline]
+
+    @admin.display(description="references")
+    def reference_count(self, obj):
+        return obj.references.count()
+
+
+@admin.register(CharacterReference)
+class CharacterReferenceAdmin(admin.ModelAdmin):
+    list_display = ("id", "character", "created_at")
+    list_select_related = ("character",)
+    autocomplete_fields = ("character",)
+
+
+class PromptInline(admin.TabularInline):
+    model = Prompt
+    extra = 0
+    fields = ("text", "negative_prompt", "character", "source")
+    autocomplete_fields = ("character",)
+
+
+@admin.register(PromptSet)
+class PromptSetAdmin(admin.ModelAdmin):
+    list_display = ("name", "prompt_count", "created_at")
+    search_fields = ("name",)
+    inlines = [PromptInline]
+
+    @admin.display(description="prompts")
+    def prompt_count(self, obj):
+        return obj.prompts.count()
+
+
+@admin.register(Prompt)
+class PromptAdmin(admin.ModelAdmin):
+    list_display = ("id", "short_text", "prompt_set", "character", "source", "created_at")
+    list_filter = ("source", "prompt_set")
+    list_select_related = ("prompt_set", "character")
+    search_fields = ("text",)
+    autocomplete_fields = ("character", "prompt_set")
+
+    @admin.display(description="text")
+    def short_text(self, obj):
+        return obj.text[:80]
+
+
+@admin.register(GenerationJob)
+class GenerationJobAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "status", "created_by", "created_at", "finished_at", "progress_link")
+    list_filter = ("status",)
+    readonly_fields = ("created_at", "started_at", "finished_at")
+    actions = ["cancel", "retry_failed"]
+
+    @admin.display(description="progress")
+    def progress_link(self, obj):
+        tasks = reverse("admin:generation_generationtask_changelist") + f"?job__id__exact={obj.pk}"
+        return format_html('<a href="{}">progress</a> · <a href="{}">tasks</a>', reverse("generation:job", args=[obj.pk]), tasks)
+
+    @admin.action(description="Cancel what has not started")
+    def cancel(self, request, queryset):
+        for job in queryset:
+            try:
+                services.job_cancel(job=job)
+            except ValidationError as exc:
+                self.message_user(request, " ".join(exc.messages), messages.WARNING)
+
+    @admin.action(description="Retry failed images")
+    def retry_failed(self, request, queryset):
+        for job in queryset:
+            try:
+                services.job_retry_failed(job=job)
+            except ValidationError as exc:
+                self.message_user(request, " ".join(exc.messages), messages.WARNING)
+
+
+@admin.register(GenerationTask)
+class GenerationTaskAdmin(admin.ModelAdmin):
+    list_display = ("id", "job", "variant", "seed", "status", "attempts", "worker", "error", "created_at")
+    list_filter = ("status", "variant")
+    list_select_related = ("job", "variant")
+    search_fields = ("error", "prompt__text")
+    raw_id_fields = ("job", "prompt", "image")
+
+
+@admin.register(Image)
+class ImageAdmin(admin.ModelAdmin):
+    list_display = ("id", "thumb_preview", "variant", "seed", "sampler", "steps", "cfg_scale", "width", "height",
+                    "seconds", "created_at")
+    list_filter = ("variant", "sampler")
+    list_select_related = ("variant",)
+    search_fields = ("prompt__text", "settings_key")
+    raw_id_fields = ("prompt", "job")
+    readonly_fields = ("thumb_preview", "settings_key", "created_at", "download")
+
+    @admin.display(description="image")
+    def thumb_preview(self, obj):
+        if not obj.pk:
+            return "—"
+        return format_html('<img src="{}" style="max-height:96px" loading="lazy">', reverse("generation:image_thumb", args=[obj.pk]))
+
+    @admin.display(description="original with parameters")
+    def download(self, obj):
+        if not obj.pk:
+            return "—"
+        return format_html('<a href="{}">download PNG</a>', reverse("generation:image_download", args=[obj.pk]))

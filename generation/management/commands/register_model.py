@@ -1,0 +1,62 @@
+"""``manage.py register_model PATH --name NAME --kind base|aesthetic|finetune [--prediction eps|v] ...``
+
+Checks the checkpoint (exists, readable, the SDXL keys it needs, v_pred/ztsnr markers) and the LoRA files
+before saving; a bad path or file gets a one-line error and a non-zero exit, and nothing is saved."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from generation import services
+from generation.models import ModelVariant
+
+
+class Command(BaseCommand):
+    help = "Register a local SDXL checkpoint (.safetensors file or diffusers folder) as a model variant."
+
+    def add_arguments(self, parser):
+        parser.add_argument("path", help="a single .safetensors checkpoint or a diffusers folder")
+        parser.add_argument("--name", required=True)
+        parser.add_argument("--kind", choices=ModelVariant.Kind.values, default=ModelVariant.Kind.BASE)
+        parser.add_argument("--prediction", choices=ModelVariant.Prediction.values, default=None,
+                            help="eps or v (default: detected from the v_pred marker key)")
+        parser.add_argument("--family", default="Illustrious XL")
+        parser.add_argument("--version", default="")
+        parser.add_argument("--parent", default=None, help="name of the variant this one was tuned from")
+        parser.add_argument("--lora", action="append", default=[], metavar="PATH[:WEIGHT]",
+                            help="a LoRA file (kohya or diffusers keys) and its weight; repeatable")
+        parser.add_argument("--config", default="", help="local diffusers config folder for a single file")
+        parser.add_argument("--description", default="")
+        parser.add_argument("--disabled", action="store_true", help="register without entering the arena")
+        parser.add_argument("--sampler", default=None)
+        parser.add_argument("--steps", type=int, default=None)
+        parser.add_argument("--cfg", type=float, default=None)
+        parser.add_argument("--width", type=int, default=None)
+        parser.add_argument("--height", type=int, default=None)
+        parser.add_argument("--clip-skip", type=int, default=None)
+
+    def handle(self, *args, **options):
+        parent = None
+        if options["parent"]:
+            parent = ModelVariant.objects.filter(name=options["parent"]).first()
+            if parent is None:
+                raise CommandError(f"no model named {options['parent']!r} to use as --parent")
+        defaults = {key: options[opt] for key, opt in (("sampler", "sampler"), ("steps", "steps"), ("cfg_scale", "cfg"),
+                    ("width", "width"), ("height", "height"), ("clip_skip", "clip_skip")) if options[opt] is not None}
+        try:
+            variant = services.variant_register(
+                path=options["path"], name=options["name"], kind=options["kind"], prediction=options["prediction"],
+                family=options["family"], version=options["version"], parent=parent,
+                loras=[services.parse_lora_argument(value) for value in options["lora"]],
+                config_path=options["config"], description=options["description"], enabled=not options["disabled"],
+                defaults=defaults,
+            )
+        except ValidationError as exc:
+            raise CommandError(" ".join(" ".join(exc.messages).split())) from None
+        loras = ", ".join(str(lora) for lora in variant.loras.all())
+        self.stdout.write(
+            f"registered {variant.name} (id {variant.pk}): {variant.get_source_type_display()}, "
+            f"{variant.get_prediction_type_display()}{', ztsnr' if variant.has_ztsnr else ''}"
+            f"{', LoRAs ' + loras if loras else ''}"
+        )
