@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models import Count, Exists, FilteredRelation, OuterRef, Q
 
 from arena.models import Mode, Poll, Rating, Scope, Vote
-from arena.rating_settings import elo_params, trueskill_params
+from arena.rating_settings import trueskill_params
 from arena.ratings.matchmaking import Candidate
 from arena.ratings.outcomes import Outcome, pairwise
 from generation.models import Image, ModelVariant, Prompt
@@ -23,53 +22,21 @@ SORT_KEYS = {
 }
 
 
-def _healthy():
-    return ModelVariant.objects.filter(enabled=True, health=ModelVariant.Health.OK)
-
-
-def variants_with_fixed_images() -> dict[int, float]:
-    """Enabled, healthy models that have fixed-prompt images, with their matchmaking weights."""
-    fixed = Image.objects.filter(variant_id=OuterRef("pk"), prompt__source=Prompt.Source.FIXED)
-    return dict(_healthy().filter(Exists(fixed)).values_list("id", "matchmaking_weight"))
-
-
-def variants_that_generate() -> dict[int, float]:
-    """Enabled, healthy models with local weights, with their matchmaking weights."""
-    return dict(_healthy().exclude(source_type=ModelVariant.SourceType.NONE).values_list("id", "matchmaking_weight"))
-
-
-def variants_sharing_a_group_with(pivot: int, *, among: list[int], at_least: int) -> list[int]:
-    """The models of one random fixed prompt group of ``pivot`` that has images from at least ``at_least`` of them."""
-    of_pivot = Image.objects.filter(variant_id=pivot, prompt_id=OuterRef("prompt_id"), settings_key=OuterRef("settings_key"))
-    group = (
-        Image.objects.filter(prompt__source=Prompt.Source.FIXED, variant_id__in=among)
-        .filter(Exists(of_pivot))
-        .values("prompt_id", "settings_key")
-        .annotate(n=Count("variant_id", distinct=True))
-        .filter(n__gte=at_least)
-        .order_by("?")
-        .first()
-    )
-    if not group:
-        return []
-    return list(
-        Image.objects.filter(prompt_id=group["prompt_id"], settings_key=group["settings_key"], variant_id__in=among)
-        .values_list("variant_id", flat=True)
-        .distinct()
-    )
-
-
-def matchmaking_candidates(*, scope: str, weights: dict[int, float]) -> list[Candidate]:
-    """Eligible models with what the matchmaker weighs: comparisons so far, TrueSkill, admin weight."""
+def matchmaking_candidates(*, scope: str, generating: bool = False) -> list[Candidate]:
+    """Enabled, healthy models with what the matchmaker weighs: comparisons so far in the scope, TrueSkill,
+    the admin's weight. ``generating``: only models with local weights (for live generation). One query."""
     ts = trueskill_params()
-    ratings = {
-        r[0]: r[1:] for r in Rating.objects.filter(scope=scope, variant_id__in=list(weights)).values_list("variant_id", "games", "mu", "sigma")
-    }
-    out = []
-    for v in sorted(weights):
-        games, mu, sigma = ratings.get(v, (0, ts.mu, ts.sigma))
-        out.append(Candidate(id=v, games=games, mu=mu, sigma=sigma, weight=weights[v], enabled=True))
-    return out
+    variants = ModelVariant.objects.filter(enabled=True, health=ModelVariant.Health.OK)
+    if generating:
+        variants = variants.exclude(source_type=ModelVariant.SourceType.NONE)
+    rows = variants.annotate(r=FilteredRelation("ratings", condition=Q(ratings__scope=scope))).values_list(
+        "id", "matchmaking_weight", "r__games", "r__mu", "r__sigma"
+    ).order_by("id")
+    return [
+        Candidate(id=v, games=games or 0, mu=ts.mu if mu is None else mu, sigma=ts.sigma if sigma is None else sigma,
+                  weight=weight, enabled=True)
+        for v, weight, games, mu, sigma in rows
+    ]
 
 
 def poll_with_entries(token) -> Poll | None:
@@ -196,12 +163,3 @@ def scope_choices() -> list[tuple[str, str]]:
     return [(Scope.OVERALL, "Overall"), (Mode.FIXED, "Fixed-prompt duels"), (Mode.FREE, "Free-prompt duels"), (Mode.FFA, "Free-for-all")]
 
 
-def initial_elo() -> float:
-    return elo_params().initial
-
-
-def group_by(items, key):
-    out = defaultdict(list)
-    for item in items:
-        out[key(item)].append(item)
-    return out

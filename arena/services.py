@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from arena import selectors
+from arena import pollgroups, selectors
 from arena.errors import (
     InvalidChoice,
     NoPollAvailable,
@@ -53,8 +52,7 @@ def _entries_needed(mode: str) -> int:
     return 4 if mode == Mode.FFA else 2
 
 
-def _pick(*, mode: str, weights: dict[int, float], k: int, rng: random.Random) -> list[int]:
-    candidates = selectors.matchmaking_candidates(scope=mode, weights=weights)
+def _pick(*, mode: str, candidates: list[matchmaking.Candidate], k: int, rng: random.Random) -> list[int]:
     try:
         return matchmaking.pick(settings.MATCHMAKING_STRATEGY, candidates, k, rng)
     except matchmaking.NotEnoughModels:
@@ -63,51 +61,43 @@ def _pick(*, mode: str, weights: dict[int, float], k: int, rng: random.Random) -
         ) from None
 
 
-def _common_group(variant_ids: list[int], rng: random.Random) -> dict[int, Image] | None:
-    """A random fixed prompt, seed and settings for which every given model has an image."""
-    first, *others = variant_ids
-    groups = Image.objects.filter(variant_id=first, prompt__source=Prompt.Source.FIXED)
-    for other in others:
-        groups = groups.filter(
-            Exists(Image.objects.filter(variant_id=other, prompt_id=OuterRef("prompt_id"), settings_key=OuterRef("settings_key")))
-        )
-    count = groups.count()
-    if not count:
-        return None
-    anchor = groups.order_by("id").values("prompt_id", "settings_key")[rng.randrange(count)]
-    images = Image.objects.filter(
-        prompt_id=anchor["prompt_id"], settings_key=anchor["settings_key"], variant_id__in=variant_ids
-    ).select_related("prompt")
-    by_variant = {image.variant_id: image for image in images}
-    sizes = {(image.width, image.height) for image in by_variant.values()}
-    if len(by_variant) != len(variant_ids) or len(sizes) != 1:
-        return None
-    return by_variant
-
-
 def poll_create(*, mode: str, voter_key: str, ip_hash: str, rng: random.Random | None = None) -> Poll:
-    """Issue a fixed-prompt duel or a free-for-all poll of pre-generated images to one voter."""
+    """Issue a fixed-prompt duel or a free-for-all poll of pre-generated images to one voter.
+
+    The matchmaker picks the models among the enabled, healthy ones that have fixed-prompt images; then a
+    random prompt, seed and settings that all of them have images for is shown."""
     if mode not in (Mode.FIXED, Mode.FFA):
         raise ValueError(f"poll_create makes fixed-prompt duels and free-for-all polls, not {mode!r}")
     rng = rng or _rng
     k = _entries_needed(mode)
-    weights = selectors.variants_with_fixed_images()
-    eligible = list(weights)
+    groups = pollgroups.index()
+    candidates = [c for c in selectors.matchmaking_candidates(scope=mode) if c.id in groups.by_variant]
     picked: list[int] = []
-    images: dict[int, Image] | None = None
+    common: set = set()
     for _attempt in range(6):
-        picked = _pick(mode=mode, weights={v: weights[v] for v in eligible}, k=k, rng=rng)
-        images = _common_group(picked, rng)
-        if images:
+        picked = _pick(mode=mode, candidates=candidates, k=k, rng=rng)
+        common = groups.common(picked)
+        if common:
             break
-        # The matchmaker's choice has no prompt in common: narrow to the models that share one with its pivot,
-        # or, when the pivot shares none with enough models, leave the pivot out.
-        sharing = selectors.variants_sharing_a_group_with(picked[0], among=eligible, at_least=k)
-        eligible = sharing if len(sharing) >= k else [v for v in eligible if v != picked[0]]
-        if len(eligible) < k:
+        # The matchmaker's choice shares no prompt: narrow to the models of one of its pivot's prompts that
+        # enough models have, or, when the pivot has none, leave the pivot out.
+        allowed = {c.id for c in candidates}
+        pivot_groups = [g for g in groups.by_variant.get(picked[0], ()) if len(allowed & groups.images[g].keys()) >= k]
+        if pivot_groups:
+            members = allowed & groups.images[rng.choice(pivot_groups)].keys()
+            candidates = [c for c in candidates if c.id in members]
+        else:
+            candidates = [c for c in candidates if c.id != picked[0]]
+        if len(candidates) < k:
             break
-    if not images:
+    if not common:
         raise NoPollAvailable("No prompt has images from enough models yet; ask an admin to run a generation job.")
+    group = rng.choice(list(common))
+    image_ids = [groups.images[group][v] for v in picked]
+    images = {i.variant_id: i for i in Image.objects.filter(id__in=image_ids).select_related("prompt")}
+    if len(images) != k or len({(i.width, i.height) for i in images.values()}) != 1:
+        pollgroups.invalidate()  # the index was stale: an image went away
+        raise NoPollAvailable("The images of this poll changed just now; try again.")
     rng.shuffle(picked)
     anchor = images[picked[0]]
     now = timezone.now()
@@ -169,7 +159,7 @@ def free_poll_create(
     else:
         text = _with_rating_token(free_prompt_clean(prompt_text or ""))
         prompt = None
-    picked = _pick(mode=Mode.FREE, weights=selectors.variants_that_generate(), k=2, rng=rng)
+    picked = _pick(mode=Mode.FREE, candidates=selectors.matchmaking_candidates(scope=Mode.FREE, generating=True), k=2, rng=rng)
     rng.shuffle(picked)
     variants = {v.id: v for v in ModelVariant.objects.filter(id__in=picked)}
     ordered = [variants[v] for v in picked]
@@ -241,6 +231,8 @@ def _poll_fail(poll: Poll, message: str) -> Poll:
 class VoteResult:
     vote: Vote
     replayed: bool  # True when this request repeated an earlier one: nothing was counted again
+    poll: Poll
+    entries: list[PollEntry]  # in screen order, with their models and images, for the reveal
 
 
 def _ranks_for(poll: Poll, n: int, choice: str, best: int | None, ranking: list[int] | None) -> tuple[str, tuple[int, ...], bool]:
@@ -274,35 +266,37 @@ def vote_cast(
     """Record one voter's vote on their poll and, unless it is flagged, update the ratings in the same
     transaction. A repeated request returns the recorded vote and counts nothing twice."""
     with transaction.atomic():
-        poll = Poll.objects.select_for_update().filter(token=poll_token).first()
+        # Locking the poll row serialises every request about this poll: only the first one writes.
+        poll = Poll.objects.select_for_update(of=("self",)).select_related("prompt").filter(token=poll_token).first()
         if poll is None:
             raise PollNotFound("This poll does not exist.")
         if poll.voter_key != voter_key:
             raise PollForbidden("This poll was issued to someone else.")
-        existing = Vote.objects.filter(poll=poll).first()
-        if existing is not None:
-            return VoteResult(vote=existing, replayed=True)
+        entries = list(poll.entries.select_related("variant", "image").order_by("position"))
+        if poll.status == Poll.Status.VOTED:
+            return VoteResult(vote=Vote.objects.get(poll=poll), replayed=True, poll=poll, entries=entries)
         now = now or timezone.now()
         if poll.status != Poll.Status.READY:
             raise PollNotReady(poll.error or "This poll's images are not ready yet.")
         if now > poll.expires_at:
             raise PollExpired("This poll has expired; here is a new one.")
-        entries = list(poll.entries.order_by("position").values_list("variant_id", flat=True))
-        choice, ranks, full = _ranks_for(poll, len(entries), choice, best, ranking)
+        players = tuple(e.variant_id for e in entries)
+        choice, ranks, full = _ranks_for(poll, len(players), choice, best, ranking)
         elapsed = now - (poll.shown_at or poll.created_at)
         elapsed_ms = max(0, int(elapsed.total_seconds() * 1000))
         flagged = elapsed.total_seconds() < settings.MIN_VOTE_SECONDS
         counted = not flagged or settings.COUNT_FAST_VOTES
-        outcome = Outcome(players=tuple(entries), ranks=ranks, full_ranking=full)
+        outcome = Outcome(players=players, ranks=ranks, full_ranking=full)
         created_at, changes = (_ratings_apply(outcome, poll.mode, now) if counted else (now, {}))
         vote = Vote.objects.create(
-            poll=poll, mode=poll.mode, choice=choice, variants=list(entries), ranks=list(ranks), full_ranking=full,
+            poll=poll, mode=poll.mode, choice=choice, variants=list(players), ranks=list(ranks), full_ranking=full,
             voter_key=voter_key, ip_hash=ip_hash, created_at=created_at, elapsed_ms=elapsed_ms, flagged=flagged,
             flag_reason=f"voted {elapsed_ms} ms after the images appeared" if flagged else "", counted=counted,
             rating_changes=changes,
         )
         Poll.objects.filter(id=poll.id).update(status=Poll.Status.VOTED)
-    return VoteResult(vote=vote, replayed=False)
+        poll.status = Poll.Status.VOTED
+    return VoteResult(vote=vote, replayed=False, poll=poll, entries=entries)
 
 
 def ratings_ensure(variant_ids: list[int]) -> None:
@@ -345,8 +339,30 @@ def _ratings_apply(outcome: Outcome, mode: str, now: dt.datetime) -> tuple[dt.da
             row.games += counts[variant_id][0]
             row.wins += counts[variant_id][1]
             row.last_vote_at = created_at
-    Rating.objects.bulk_update(rows, ["elo", "mu", "sigma", "votes", "games", "wins", "last_vote_at"])
+    _ratings_write(rows)
     return created_at, changes
+
+
+_RATING_UPDATE = None
+
+
+def _ratings_write(rows: list[Rating]) -> None:
+    """One parameterised UPDATE per row in a single round of executemany: the vote path's hottest write."""
+    from django.db import connection
+
+    global _RATING_UPDATE
+    if _RATING_UPDATE is None:
+        q = connection.ops.quote_name
+        table = q(Rating._meta.db_table)
+        cols = ", ".join(f"{q(c)} = %s" for c in ("elo", "mu", "sigma", "votes", "games", "wins", "last_vote_at"))
+        _RATING_UPDATE = f"UPDATE {table} SET {cols} WHERE {q('id')} = %s"
+    field = Rating._meta.get_field("last_vote_at")
+    params = [
+        (r.elo, r.mu, r.sigma, r.votes, r.games, r.wins, field.get_db_prep_value(r.last_vote_at, connection), r.id)
+        for r in rows
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(_RATING_UPDATE, params)
 
 
 def _updated(scoped: dict[int, Rating], outcome: Outcome):

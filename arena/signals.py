@@ -1,6 +1,7 @@
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
+from arena import pollgroups  # noqa: F401 (registers its signal receivers)
 from generation.models import ModelVariant
 
 

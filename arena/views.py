@@ -128,7 +128,8 @@ def poll_detail(request: HttpRequest, token: uuid.UUID) -> HttpResponse:
         return _error(request, exc)
     poll = services.poll_refresh(poll=poll)
     if poll.status == Poll.Status.VOTED:
-        return _reveal(request, poll, Vote.objects.get(poll=poll), replayed=True)
+        entries = list(poll.entries.select_related("variant", "image").order_by("position"))
+        return _reveal(request, poll, Vote.objects.get(poll=poll), entries, replayed=True)
     return _poll_page(request, poll.mode, poll)
 
 
@@ -176,26 +177,23 @@ def _parse_vote(post) -> tuple[str, int | None, list[int] | None]:
 @require_POST
 def poll_vote(request: HttpRequest, token: uuid.UUID) -> HttpResponse:
     choice, best, ranking = _parse_vote(request.POST)
-    poll = None
     try:
         _rate_limit(request, "vote")
         result = services.vote_cast(
             poll_token=str(token), voter_key=voter_key(request), ip_hash=client_ip_hash(request),
             choice=choice, best=best, ranking=ranking,
         )
-        poll = selectors.poll_with_entries(token)
     except ArenaError as exc:
-        mode = poll.mode if poll else None
-        return _error(request, exc, mode)
-    return _reveal(request, poll, result.vote, replayed=result.replayed)
+        return _error(request, exc)
+    return _reveal(request, result.poll, result.vote, result.entries, replayed=result.replayed)
 
 
-def _reveal(request: HttpRequest, poll: Poll, vote: Vote, *, replayed: bool) -> HttpResponse:
+def _reveal(request: HttpRequest, poll: Poll, vote: Vote, entries: list, *, replayed: bool) -> HttpResponse:
     changes = (vote.rating_changes or {}).get(poll.mode, {})
-    entries = []
-    for entry, rank in zip(poll.entries.all(), vote.ranks):
+    revealed = []
+    for entry, rank in zip(entries, vote.ranks):
         change = changes.get(str(entry.variant_id))
-        entries.append(
+        revealed.append(
             {
                 "entry": entry,
                 "rank": rank,
@@ -207,7 +205,7 @@ def _reveal(request: HttpRequest, poll: Poll, vote: Vote, *, replayed: bool) -> 
                 "sigma_after": change["sigma"][1] if change else None,
             }
         )
-    context = {"poll": poll, "vote": vote, "revealed": entries, "replayed": replayed, **_poll_flags(poll.mode)}
+    context = {"poll": poll, "vote": vote, "revealed": revealed, "replayed": replayed, **_poll_flags(poll.mode)}
     template = "arena/_reveal.html" if request.htmx else "arena/reveal_page.html"
     return render(request, template, context)
 

@@ -6,8 +6,11 @@ def _media_and_cache(settings, tmp_path):
     """Every test writes media under its own folder and starts with an empty cache."""
     from django.core.cache import cache
 
+    from arena import pollgroups
+
     settings.MEDIA_ROOT = tmp_path / "media"
     cache.clear()
+    pollgroups.invalidate()
     yield
     cache.clear()
 
