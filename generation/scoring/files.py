@@ -45,11 +45,11 @@ class ScoringError(Exception):
 
 
 class ScorerUnavailable(ScoringError):
-    """The scorer's files are missing (the folder or a file)."""
+    """The scorer is not installed (its folder, or the aesthetic MLP file, is absent)."""
 
 
 class ScorerBroken(ScoringError):
-    """The scorer's files are there but cannot be loaded or run."""
+    """The scorer's folder is there but incomplete, or its files cannot be loaded or run."""
 
 
 @dataclass(frozen=True)
@@ -110,8 +110,8 @@ def scorer_files(kind: str, root: Path | None = None) -> ScorerFiles:
                 f"CCIP is not installed: no folder {folder} (it needs {', '.join(CCIP_FILES)} in the deepghs layout)"
             )
         missing = [name for name in CCIP_FILES if not (folder / name).is_file()]
-        if missing:
-            raise ScorerUnavailable(f"CCIP folder {folder} lacks {', '.join(missing)}")
+        if missing:  # the folder is there, so the admin meant to install it: an error, not a skip
+            raise ScorerBroken(f"CCIP folder {folder} lacks {', '.join(missing)}")
         threshold = read_ccip_threshold(folder / "metrics.json")
         return ScorerFiles(kind, folder, tuple(folder / name for name in CCIP_FILES), threshold)
 
@@ -120,10 +120,10 @@ def scorer_files(kind: str, root: Path | None = None) -> ScorerFiles:
         raise ScorerUnavailable(f"{label} is not installed: no folder {folder} (it needs an open_clip checkpoint)")
     config = _first_present(folder, OPEN_CLIP_CONFIGS)
     if config is None:
-        raise ScorerUnavailable(f"open_clip folder {folder} lacks a config ({' or '.join(OPEN_CLIP_CONFIGS)})")
+        raise ScorerBroken(f"open_clip folder {folder} lacks a config ({' or '.join(OPEN_CLIP_CONFIGS)})")
     weights = _first_present(folder, OPEN_CLIP_WEIGHTS)
     if weights is None:
-        raise ScorerUnavailable(f"open_clip folder {folder} lacks weights (one of {', '.join(OPEN_CLIP_WEIGHTS)})")
+        raise ScorerBroken(f"open_clip folder {folder} lacks weights (one of {', '.join(OPEN_CLIP_WEIGHTS)})")
     files = (config, weights)
     if kind == AESTHETIC:
         mlp = _first_present(folder, AESTHETIC_MLP)

@@ -8,8 +8,10 @@ state-dict weights file (see :mod:`generation.scoring.files`). torch and open_cl
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,26 @@ from PIL import Image as PILImage
 
 from generation.scoring.ccip import to_rgb_on_white
 from generation.scoring.files import OPEN_CLIP_CONFIGS, OPEN_CLIP_WEIGHTS, ScorerBroken, ScorerUnavailable
+
+
+class _QuietOpenClip(logging.Filter):
+    """open_clip logs every loading step to the root logger, and warns "initialized randomly" before we load
+    the weights ourselves; keep its INFO and that warning out of the worker log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from_open_clip = "/open_clip/" in record.pathname.replace("\\", "/")
+        return not (from_open_clip and record.levelno <= logging.WARNING)
+
+
+@contextmanager
+def _quiet_open_clip():
+    quiet = _QuietOpenClip()
+    root = logging.getLogger()
+    root.addFilter(quiet)
+    try:
+        yield
+    finally:
+        root.removeFilter(quiet)
 
 
 def resolve_device(device: str) -> str:
@@ -61,9 +83,10 @@ class OpenClipModel:
                                    f"(got {name!r})")
             model_cfg = open_clip.get_model_config(name) or {}
         try:
-            model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=None, load_weights=False)
-            open_clip.load_checkpoint(model, str(weights), strict=True)
-            self.tokenizer = open_clip.get_tokenizer(name)
+            with _quiet_open_clip():
+                model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=None, load_weights=False)
+                open_clip.load_checkpoint(model, str(weights), strict=True)
+                self.tokenizer = open_clip.get_tokenizer(name)
         except Exception as exc:
             raise ScorerBroken(f"open_clip: cannot load {weights.name} with {config_path.name} in {folder}: {exc}") from None
         model.eval()
@@ -133,7 +156,8 @@ def tiny_open_clip_write(folder: Path | str, *, seed: int = 0) -> Path:
     config_path = folder / "open_clip_config.json"
     config_path.write_text(json.dumps(TINY_OPEN_CLIP_CONFIG, indent=2) + "\n")
     torch.manual_seed(seed)
-    model = open_clip.create_model(f"local-dir:{folder}", pretrained=None, load_weights=False)
+    with _quiet_open_clip():
+        model = open_clip.create_model(f"local-dir:{folder}", pretrained=None, load_weights=False)
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
     save_file(state, str(folder / "open_clip_model.safetensors"))
     return folder

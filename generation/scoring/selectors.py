@@ -1,0 +1,242 @@
+"""Reads of the scoring app, for the arena's leaderboard and stats page and the per-character page.
+
+Everything here takes and returns plain data; ``None`` stands for "not computed".
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models import Count, Max
+
+from generation.models import Character, CharacterReference, ModelVariant
+from generation.scoring.elo import Duel, EloParams, elo_replay
+from generation.scoring.files import AESTHETIC, ALIGNMENT, CCIP, KINDS, scorer_state
+from generation.scoring.models import ImageScore
+from generation.scoring.stats import mean, t_interval, wilson_interval
+
+JUDGES = (CCIP, AESTHETIC, ALIGNMENT)
+JUDGE_LABELS = {CCIP: "CCIP character similarity", AESTHETIC: "aesthetic score", ALIGNMENT: "prompt alignment (CLIP score)"}
+
+
+def _ccip_summary(values: Sequence[float], ratios: Sequence[float]) -> dict:
+    """Per-image CCIP mean differences and same-character ratios → the model's figures.
+
+    Each image counts once: the mean difference is the mean of the per-image means (t-interval), the ratio the
+    mean of the per-image ratios with a Wilson interval over the images (conservative for fractional ratios).
+    """
+    n = len(values)
+    return {
+        "ccip_mean": mean(values),
+        "ccip_mean_ci": t_interval(values),
+        "ccip_ratio": mean(ratios),
+        "ccip_ratio_ci": wilson_interval(sum(ratios), n) if n else None,
+        "ccip_n": n,
+    }
+
+
+def _empty_scores() -> dict:
+    return {
+        **_ccip_summary([], []),
+        "aesthetic_mean": None, "aesthetic_ci": None, "aesthetic_n": 0,
+        "alignment_mean": None, "alignment_ci": None, "alignment_n": 0,
+    }
+
+
+def model_scores() -> dict[int, dict]:
+    """Per model variant (every variant, keyed by id): ccip_mean, ccip_mean_ci, ccip_ratio, ccip_ratio_ci, ccip_n,
+    aesthetic_mean, aesthetic_ci, aesthetic_n, alignment_mean, alignment_ci, alignment_n (None where not computed;
+    intervals are 95% (low, high) tuples)."""
+    values: dict[tuple[int, str], list[float]] = defaultdict(list)
+    ratios: dict[int, list[float]] = defaultdict(list)
+    for variant_id, kind, value, ratio in ImageScore.objects.values_list("image__variant_id", "kind", "value", "same_ratio"):
+        values[(variant_id, kind)].append(value)
+        if kind == CCIP:
+            ratios[variant_id].append(ratio)
+    result = {}
+    for variant_id in ModelVariant.objects.order_by("id").values_list("id", flat=True):
+        row = _empty_scores()
+        row.update(_ccip_summary(values.get((variant_id, CCIP), []), ratios.get(variant_id, [])))
+        for kind in (AESTHETIC, ALIGNMENT):
+            vals = values.get((variant_id, kind), [])
+            row[f"{kind}_mean"] = mean(vals)
+            row[f"{kind}_ci"] = t_interval(vals)
+            row[f"{kind}_n"] = len(vals)
+        result[variant_id] = row
+    return result
+
+
+def character_scores(*, character_id: int | None = None) -> dict[tuple[int, int], dict]:
+    """CCIP figures per (variant id, character id) that has scored images: variant_id, variant_name,
+    character_id, character_name, ccip_mean, ccip_mean_ci, ccip_ratio, ccip_ratio_ci, ccip_n."""
+    rows = ImageScore.objects.filter(kind=CCIP)
+    if character_id is not None:
+        rows = rows.filter(image__prompt__character_id=character_id)
+    grouped: dict[tuple[int, int], tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
+    names: dict[tuple[int, int], tuple[str, str]] = {}
+    for variant_id, variant_name, char_id, char_name, value, ratio in rows.values_list(
+        "image__variant_id", "image__variant__name", "image__prompt__character_id", "image__prompt__character__name",
+        "value", "same_ratio",
+    ):
+        if char_id is None:
+            continue
+        key = (variant_id, char_id)
+        grouped[key][0].append(value)
+        grouped[key][1].append(ratio)
+        names[key] = (variant_name, char_name)
+    result = {}
+    for key in sorted(grouped):
+        vals, rats = grouped[key]
+        result[key] = {
+            "variant_id": key[0], "variant_name": names[key][0],
+            "character_id": key[1], "character_name": names[key][1],
+            **_ccip_summary(vals, rats),
+        }
+    return result
+
+
+def characters_with_references() -> list[dict]:
+    """Characters that have reference images: id, name, tags, references, scored_images."""
+    scored = dict(
+        ImageScore.objects.filter(kind=CCIP).values("image__prompt__character_id")
+        .annotate(n=Count("id")).values_list("image__prompt__character_id", "n")
+    )
+    return [
+        {"id": c.id, "name": c.name, "tags": c.tags, "references": c.n_refs, "scored_images": scored.get(c.id, 0)}
+        for c in Character.objects.annotate(n_refs=Count("references")).filter(n_refs__gt=0).order_by("name")
+    ]
+
+
+# --- character-similarity Elo -----------------------------------------------------------------------------------
+
+def character_elo_params() -> EloParams:
+    return EloParams(
+        k=float(getattr(settings, "CHARACTER_ELO_K", 4.0)),
+        scale=float(getattr(settings, "ELO_SCALE", 400.0)),
+        base=float(getattr(settings, "ELO_BASE", 10.0)),
+        initial=float(getattr(settings, "ELO_INITIAL", 1000.0)),
+    )
+
+
+def character_duels(*, tie_margin: float | None = None) -> list[Duel]:
+    """The automatic duels: for every character prompt and seed/settings (same prompt and settings_key), every
+    pair of images from two models, both scored by the same CCIP scorer. The lower mean difference to the
+    references wins; a difference within ``tie_margin`` (settings.CHARACTER_ELO_TIE_MARGIN) is a tie. Players are
+    variant ids; a duel's time is when its later image was made. Sorted by time, then prompt, settings, models."""
+    margin = float(getattr(settings, "CHARACTER_ELO_TIE_MARGIN", 0.01) if tie_margin is None else tie_margin)
+    groups: dict[tuple[int, str], list[tuple[int, float, str, float]]] = defaultdict(list)
+    for prompt_id, key, variant_id, value, scorer_hash, created in ImageScore.objects.filter(kind=CCIP).values_list(
+        "image__prompt_id", "image__settings_key", "image__variant_id", "value", "scorer_hash", "image__created_at"
+    ):
+        groups[(prompt_id, key)].append((variant_id, value, scorer_hash, created.timestamp()))
+    keyed = []
+    for (prompt_id, key), members in groups.items():
+        members.sort()
+        for i in range(len(members)):
+            for j in range(i + 1, len(members)):
+                a, b = members[i], members[j]
+                if a[0] == b[0] or a[2] != b[2]:
+                    continue
+                diff = a[1] - b[1]
+                score_a = 0.5 if abs(diff) <= margin else (1.0 if diff < 0 else 0.0)
+                keyed.append(((max(a[3], b[3]), prompt_id, key, a[0], b[0]), Duel(a[0], b[0], score_a, max(a[3], b[3]))))
+    keyed.sort(key=lambda item: item[0])
+    return [duel for _, duel in keyed]
+
+
+def character_elo(*, tie_margin: float | None = None) -> dict[int, dict]:
+    """Per variant id with at least one automatic duel: {"elo", "twa_elo", "duels", "wins", "losses", "ties"}."""
+    params = character_elo_params()
+    margin = float(getattr(settings, "CHARACTER_ELO_TIE_MARGIN", 0.01) if tie_margin is None else tie_margin)
+    state = ImageScore.objects.filter(kind=CCIP).aggregate(n=Count("id"), last=Max("computed_at"), top=Max("id"))
+    key = "scoring:character_elo:" + hashlib.sha256(repr((state, params, margin)).encode()).hexdigest()[:32]
+    hit = cache.get(key)
+    if hit is not None:
+        return hit
+    standings = elo_replay(character_duels(tie_margin=margin), params)
+    result = {
+        variant_id: {"elo": s.elo, "twa_elo": s.twa_elo, "duels": s.duels, "wins": s.wins, "losses": s.losses,
+                     "ties": s.ties}
+        for variant_id, s in sorted(standings.items())
+    }
+    cache.set(key, result, 300)
+    return result
+
+
+# --- agreement with people --------------------------------------------------------------------------------------
+
+def image_score_values(image_ids: Iterable[int]) -> dict[int, dict[str, float]]:
+    """{image id: {kind: value}} for the images that have scores."""
+    values: dict[int, dict[str, float]] = defaultdict(dict)
+    for image_id, kind, value in ImageScore.objects.filter(image_id__in=list(image_ids)).values_list("image_id", "kind", "value"):
+        values[image_id][kind] = value
+    return dict(values)
+
+
+def judge_agreement(duels: Sequence[tuple[int, int, str]]) -> dict[str, dict]:
+    """How often each automatic judge prefers the image people chose.
+
+    ``duels``: (left image id, right image id, winner) with winner "left" or "right" (the caller leaves ties
+    and "both bad" out). A judge prefers the lower CCIP difference, the higher aesthetic score, the higher
+    alignment. A duel is skipped for a judge when either image lacks its score or the two scores are equal.
+    Returns {judge: {"label", "agreed", "total", "share", "share_ci", "skipped"}} with share None and share_ci
+    None when total is 0; share_ci is the 95% Wilson interval.
+    """
+    for duel in duels:
+        if len(duel) != 3 or duel[2] not in ("left", "right"):
+            raise ValueError(f"each duel is (left id, right id, 'left' | 'right'), got {duel!r}")
+    values = image_score_values({i for d in duels for i in d[:2]})
+    result = {}
+    for judge in JUDGES:
+        agreed = total = skipped = 0
+        for left, right, winner in duels:
+            a = values.get(left, {}).get(judge)
+            b = values.get(right, {}).get(judge)
+            if a is None or b is None or a == b:
+                skipped += 1
+                continue
+            judge_left = a < b if judge == CCIP else a > b
+            total += 1
+            agreed += judge_left == (winner == "left")
+        result[judge] = {
+            "label": JUDGE_LABELS[judge],
+            "agreed": agreed,
+            "total": total,
+            "share": agreed / total if total else None,
+            "share_ci": wilson_interval(agreed, total),
+            "skipped": skipped,
+        }
+    return result
+
+
+# --- what is installed -----------------------------------------------------------------------------------------
+
+def scorer_status(*, root: Path | None = None) -> list[dict]:
+    """One row per scorer (ccip, aesthetic, alignment): kind, label, state ("installed" | "missing" | "broken"),
+    installed, folder, message, scored (images with a stored score). Cheap: no hashing, no model loading."""
+    counts = dict(ImageScore.objects.values("kind").annotate(n=Count("id")).values_list("kind", "n"))
+    rows = []
+    for kind in KINDS:
+        state = scorer_state(kind, root)
+        rows.append({
+            "kind": kind, "label": JUDGE_LABELS[kind], "state": state.state, "installed": state.installed,
+            "folder": str(state.folder), "message": state.message, "scored": counts.get(kind, 0),
+        })
+    return rows
+
+
+def aesthetic_values_by_model() -> dict[str, list[float]]:
+    """{variant name: aesthetic scores of its images}, for the KDE plot."""
+    values: dict[str, list[float]] = defaultdict(list)
+    for name, value in ImageScore.objects.filter(kind=AESTHETIC).values_list("image__variant__name", "value"):
+        values[name].append(value)
+    return dict(sorted(values.items()))
+
+
+def character_reference_count(character_id: int) -> int:
+    return CharacterReference.objects.filter(character_id=character_id).count()

@@ -1,0 +1,399 @@
+"""Writes of the scoring app: compute and store automatic scores, and enqueue scoring after generation.
+
+The web tier imports this module; torch, open_clip and onnxruntime are only imported when scorers load.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from PIL import Image as PILImage
+
+from generation.models import CharacterReference, Image
+from generation.scoring.files import (
+    AESTHETIC,
+    ALIGNMENT,
+    CCIP,
+    KINDS,
+    ScorerBroken,
+    ScorerUnavailable,
+    ScoringError,
+    any_scorer_present,
+    files_hash,
+    scorer_files,
+    scorers_dir,
+)
+from generation.scoring.models import CcipFeature, ImageScore
+
+logger = logging.getLogger(__name__)
+
+
+def scoring_batch_size() -> int:
+    return int(getattr(settings, "SCORING_BATCH_SIZE", 16))
+
+
+def scoring_device() -> str:
+    return str(getattr(settings, "SCORING_DEVICE", getattr(settings, "GENERATION_DEVICE", "auto")))
+
+
+# --- loading scorers ---------------------------------------------------------------------------------------------
+
+@dataclass
+class LoadedScorers:
+    """The scorers one run uses, with the hash each score will record."""
+
+    hashes: dict[str, str] = field(default_factory=dict)  # kind -> scorer hash
+    ccip: object | None = None  # CcipModel
+    clip: object | None = None  # OpenClipModel
+    aesthetic: object | None = None  # AestheticMlp
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def kinds(self) -> list[str]:
+        return [k for k in KINDS if k in self.hashes]
+
+    @property
+    def ccip_threshold(self) -> float:
+        return float(self.ccip.threshold)
+
+
+# One loaded model per slot, reused while its files do not change (workers score many batches).
+_model_cache: dict[str, tuple[tuple, object]] = {}
+_model_cache_lock = threading.Lock()
+
+
+def _cached(slot: str, key: tuple, build: Callable[[], object]) -> object:
+    with _model_cache_lock:
+        hit = _model_cache.get(slot)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+    obj = build()
+    with _model_cache_lock:
+        _model_cache[slot] = (key, obj)
+    return obj
+
+
+def scorers_load(*, kinds: Sequence[str] | None = None, root: Path | None = None) -> LoadedScorers:
+    """Load the scorers of ``kinds`` (default: every installed one).
+
+    A scorer asked for by name that is missing, or any scorer whose files are there but broken, raises
+    :class:`ScoringError` with a clear message; with the default, missing scorers are skipped with a note. When
+    nothing at all can be loaded, raises :class:`ScorerUnavailable`.
+    """
+    explicit = kinds is not None
+    wanted = list(dict.fromkeys(kinds)) if explicit else list(KINDS)
+    for kind in wanted:
+        if kind not in KINDS:
+            raise ScorerUnavailable(f"unknown scorer {kind!r}; choose from {', '.join(KINDS)}")
+    loaded = LoadedScorers()
+    found = {}
+    for kind in wanted:
+        try:
+            found[kind] = scorer_files(kind, root)
+        except ScorerUnavailable as exc:
+            if explicit:
+                raise
+            loaded.notes.append(f"{kind}: skipped — {exc}")
+    if not found:
+        where = Path(root) if root is not None else scorers_dir()
+        raise ScorerUnavailable(f"no scorer is installed in {where}: " + "; ".join(loaded.notes))
+    device = scoring_device()
+    batch = scoring_batch_size()
+    for kind, files in found.items():
+        loaded.hashes[kind] = files_hash(files.files)
+    if CCIP in found:
+        from generation.scoring.ccip import CcipModel
+
+        folder = found[CCIP].folder
+        loaded.ccip = _cached("ccip", (str(folder), loaded.hashes[CCIP], device),
+                              lambda: CcipModel(folder, device=device, batch_size=batch))
+    clip_kinds = [k for k in (AESTHETIC, ALIGNMENT) if k in found]
+    if clip_kinds:
+        from generation.scoring.openclip import OpenClipModel
+
+        files = found[clip_kinds[0]]
+        config, weights = files.files[0], files.files[1]
+        clip_key = (str(files.folder), files_hash((config, weights)), device)
+        loaded.clip = _cached("open_clip", clip_key, lambda: OpenClipModel(files.folder, device=device, batch_size=batch))
+    if AESTHETIC in found:
+        from generation.scoring.aesthetic import AestheticMlp
+
+        mlp_path = found[AESTHETIC].files[2]
+        embed_dim = getattr(loaded.clip, "embed_dim", None)
+        loaded.aesthetic = _cached("aesthetic", (str(mlp_path), loaded.hashes[AESTHETIC]),
+                                   lambda: AestheticMlp(mlp_path, embed_dim=embed_dim))
+    return loaded
+
+
+# --- computing scores --------------------------------------------------------------------------------------------
+
+@dataclass
+class ScoringReport:
+    scored: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    up_to_date: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    images: int = 0
+    batches: int = 0
+    failed: list[tuple[str, int, str]] = field(default_factory=list)  # ("image" | "reference", id, message)
+    notes: list[str] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"scored": self.scored, "up_to_date": self.up_to_date, "images": self.images,
+                "batches": self.batches, "failed": [list(f) for f in self.failed], "notes": self.notes,
+                "kinds": self.kinds}
+
+
+def _open_image(field_file) -> PILImage.Image:
+    with field_file.open("rb") as fh:
+        image = PILImage.open(fh)
+        image.load()
+    return image
+
+
+def _character_references() -> dict[int, list[int]]:
+    refs: dict[int, list[int]] = defaultdict(list)
+    for ref_id, character_id in CharacterReference.objects.order_by("id").values_list("id", "character_id"):
+        refs[character_id].append(ref_id)
+    return refs
+
+
+def _needs(row: dict | None, kind: str, scorer_hash: str, ref_ids: list[int] | None) -> bool:
+    if row is None or row["scorer_hash"] != scorer_hash:
+        return True
+    if kind == CCIP:
+        stored = sorted(int(k) for k in (row["details"] or {}).get("differences", {}))
+        return stored != sorted(ref_ids or [])
+    return False
+
+
+def scores_compute(
+    *,
+    image_ids: Iterable[int] | None = None,
+    variant_name: str | None = None,
+    kinds: Sequence[str] | None = None,
+    missing_only: bool = False,
+    batch_size: int | None = None,
+    root: Path | None = None,
+    log: Callable[[str], None] | None = None,
+) -> ScoringReport:
+    """Score images (all, ``image_ids``, or those of the variant named ``variant_name``) with ``kinds``.
+
+    ``missing_only``: only images without a score of the current scorer hash (or, for CCIP, whose character's
+    references changed). Scorers load before anything is written (missing or broken files raise
+    :class:`ScoringError`); each batch is computed in full and then written in one transaction, so a failure
+    writes nothing of its batch. Images whose file cannot be read are reported in ``failed`` and skipped.
+    """
+    say = log or logger.info
+    scorers = scorers_load(kinds=kinds, root=root)
+    report = ScoringReport(notes=list(scorers.notes), kinds=scorers.kinds)
+    for note in scorers.notes:
+        say(note)
+
+    images = Image.objects.all()
+    if image_ids is not None:
+        images = images.filter(id__in=list(image_ids))
+    if variant_name is not None:
+        images = images.filter(variant__name=variant_name)
+    ids = list(images.order_by("id").values_list("id", flat=True))
+    refs_by_character = _character_references()
+    size = max(1, int(batch_size or scoring_batch_size()))
+    for start in range(0, len(ids), size):
+        chunk = ids[start:start + size]
+        _score_batch(chunk, scorers, refs_by_character, missing_only, report, say)
+        report.batches += 1
+    say(f"scored {report.images} images in {report.batches} batches: "
+        + ", ".join(f"{k} {report.scored[k]} new, {report.up_to_date[k]} up to date" for k in scorers.kinds))
+    return report
+
+
+def _score_batch(chunk: list[int], scorers: LoadedScorers, refs_by_character: dict[int, list[int]],
+                 missing_only: bool, report: ScoringReport, say: Callable[[str], None]) -> None:
+    batch = list(Image.objects.filter(id__in=chunk).select_related("prompt").order_by("id"))
+    existing = {
+        (row["image_id"], row["kind"]): row
+        for row in ImageScore.objects.filter(image_id__in=chunk, kind__in=scorers.kinds)
+        .values("image_id", "kind", "scorer_hash", "details")
+    }
+    todo: dict[str, list[Image]] = {kind: [] for kind in scorers.kinds}
+    stale_ccip: list[int] = []
+    for image in batch:
+        for kind in scorers.kinds:
+            ref_ids = refs_by_character.get(image.prompt.character_id) if kind == CCIP else None
+            if kind == CCIP and not ref_ids:
+                if (image.id, CCIP) in existing:
+                    stale_ccip.append(image.id)  # its prompt no longer names a character with references
+                continue
+            if missing_only and not _needs(existing.get((image.id, kind)), kind, scorers.hashes[kind], ref_ids):
+                report.up_to_date[kind] += 1
+                continue
+            todo[kind].append(image)
+    needed = {image.id: image for images in todo.values() for image in images}
+    if not needed and not stale_ccip:
+        return
+
+    # Read the image files; an unreadable one is reported and left out.
+    pictures: dict[int, PILImage.Image] = {}
+    ccip_cached: dict[int, np.ndarray] = {}
+    if CCIP in todo and todo[CCIP]:
+        ccip_cached = {
+            f.image_id: f.as_array()
+            for f in CcipFeature.objects.filter(image_id__in=[i.id for i in todo[CCIP]], scorer_hash=scorers.hashes[CCIP])
+        }
+    clip_ids = {i.id for k in (AESTHETIC, ALIGNMENT) for i in todo.get(k, [])}
+    for image in needed.values():
+        if image.id in ccip_cached and image.id not in clip_ids:
+            continue  # only CCIP is wanted and its features are cached
+        try:
+            pictures[image.id] = _open_image(image.file)
+        except Exception as exc:  # missing file, truncated PNG, storage error
+            report.failed.append(("image", image.id, f"cannot read {image.file.name!r}: {exc}"))
+            say(f"image {image.id}: cannot read {image.file.name!r}: {exc}")
+    readable = lambda images: [i for i in images if i.id in pictures or i.id in ccip_cached]  # noqa: E731
+
+    now = timezone.now()
+    rows: list[ImageScore] = []
+    new_features: list[CcipFeature] = []
+
+    if CCIP in todo and todo[CCIP]:
+        ccip_images = readable(todo[CCIP])
+        rows += _ccip_rows(ccip_images, scorers, refs_by_character, pictures, ccip_cached, new_features, report, say, now)
+
+    clip_images = [i for i in needed.values() if i.id in clip_ids and i.id in pictures]
+    if clip_images:
+        embeddings = dict(zip((i.id for i in clip_images),
+                              scorers.clip.image_embeddings([pictures[i.id] for i in clip_images])))
+        if AESTHETIC in todo:
+            aesthetic_images = [i for i in todo[AESTHETIC] if i.id in embeddings]
+            if aesthetic_images:
+                values = scorers.aesthetic(np.stack([embeddings[i.id] for i in aesthetic_images]))
+                rows += [ImageScore(image_id=i.id, kind=AESTHETIC, value=float(v), scorer_hash=scorers.hashes[AESTHETIC],
+                                    computed_at=now) for i, v in zip(aesthetic_images, values)]
+        if ALIGNMENT in todo:
+            from generation.scoring.clipscore import clip_scores
+
+            aligned = [i for i in todo[ALIGNMENT] if i.id in embeddings]
+            if aligned:
+                texts = sorted({i.prompt.text for i in aligned})
+                text_emb = dict(zip(texts, scorers.clip.text_embeddings(texts)))
+                values = clip_scores(np.stack([embeddings[i.id] for i in aligned]),
+                                     np.stack([text_emb[i.prompt.text] for i in aligned]))
+                rows += [ImageScore(image_id=i.id, kind=ALIGNMENT, value=float(v), scorer_hash=scorers.hashes[ALIGNMENT],
+                                    computed_at=now) for i, v in zip(aligned, values)]
+
+    for row in rows:
+        if not np.isfinite(row.value):
+            raise ScorerBroken(f"{row.kind}: the scorer gave a non-finite value for image {row.image_id}")
+    with transaction.atomic():
+        if new_features:
+            CcipFeature.objects.bulk_create(new_features, ignore_conflicts=True)
+        if stale_ccip:
+            ImageScore.objects.filter(image_id__in=stale_ccip, kind=CCIP).delete()
+        if rows:
+            ImageScore.objects.bulk_create(
+                rows, update_conflicts=True, unique_fields=["image", "kind"],
+                update_fields=["value", "same_ratio", "references", "details", "scorer_hash", "computed_at"],
+            )
+    for row in rows:
+        report.scored[row.kind] += 1
+    report.images += len({row.image_id for row in rows})
+
+
+def _ccip_rows(images: list[Image], scorers: LoadedScorers, refs_by_character: dict[int, list[int]],
+               pictures: dict[int, PILImage.Image], cached: dict[int, np.ndarray], new_features: list[CcipFeature],
+               report: ScoringReport, say: Callable[[str], None], now) -> list[ImageScore]:
+    scorer_hash = scorers.hashes[CCIP]
+    model = scorers.ccip
+    threshold = scorers.ccip_threshold
+    # Image features: cached ones, the rest extracted now in one pass.
+    features = dict(cached)
+    fresh = [i for i in images if i.id not in features]
+    if fresh:
+        for image, vector in zip(fresh, model.features([pictures[i.id] for i in fresh])):
+            features[image.id] = vector
+            new_features.append(CcipFeature(image_id=image.id, scorer_hash=scorer_hash, dim=vector.shape[0],
+                                            vector=CcipFeature.pack(vector)))
+    # Reference features, the same way.
+    ref_ids = sorted({r for i in images for r in refs_by_character.get(i.prompt.character_id, [])})
+    ref_features = {
+        f.reference_id: f.as_array()
+        for f in CcipFeature.objects.filter(reference_id__in=ref_ids, scorer_hash=scorer_hash)
+    }
+    missing_refs = [r for r in CharacterReference.objects.filter(id__in=ref_ids).order_by("id") if r.id not in ref_features]
+    readable_refs, ref_pictures = [], []
+    for ref in missing_refs:
+        try:
+            ref_pictures.append(_open_image(ref.image))
+            readable_refs.append(ref)
+        except Exception as exc:
+            report.failed.append(("reference", ref.id, f"cannot read {ref.image.name!r}: {exc}"))
+            say(f"reference {ref.id}: cannot read {ref.image.name!r}: {exc}")
+    if readable_refs:
+        for ref, vector in zip(readable_refs, model.features(ref_pictures)):
+            ref_features[ref.id] = vector
+            new_features.append(CcipFeature(reference_id=ref.id, scorer_hash=scorer_hash, dim=vector.shape[0],
+                                            vector=CcipFeature.pack(vector)))
+
+    rows = []
+    by_character: dict[int, list[Image]] = defaultdict(list)
+    for image in images:
+        by_character[image.prompt.character_id].append(image)
+    for character_id, group in by_character.items():
+        refs = [r for r in refs_by_character.get(character_id, []) if r in ref_features]
+        if not refs:
+            continue
+        matrix = model.differences(np.stack([features[i.id] for i in group] + [ref_features[r] for r in refs]))
+        block = matrix[: len(group), len(group):]
+        for image, diffs in zip(group, block):
+            diffs = [float(d) for d in diffs]
+            same = sum(1 for d in diffs if d <= threshold)
+            rows.append(ImageScore(
+                image_id=image.id, kind=CCIP, value=float(np.mean(diffs)), same_ratio=same / len(diffs),
+                references=len(diffs), scorer_hash=scorer_hash, computed_at=now,
+                details={"threshold": threshold, "differences": {str(r): d for r, d in zip(refs, diffs)}},
+            ))
+    return rows
+
+
+# --- after a generation job ------------------------------------------------------------------------------------
+
+def scores_enqueue_for_images(image_ids: list[int]) -> None:
+    """Score these images on the ``gpu`` queue, in batches, once the current transaction commits.
+
+    Does nothing (one log line) when no scorer folder is installed. Workers score only what is missing for the
+    current scorer files, so a redelivered or repeated task is harmless.
+    """
+    ids = sorted({int(i) for i in image_ids})
+    if not ids:
+        return
+    if not any_scorer_present():
+        logger.info("scoring: no scorer files in %s; %d new images left unscored", scorers_dir(), len(ids))
+        return
+    size = scoring_batch_size()
+    chunks = [ids[i:i + size] for i in range(0, len(ids), size)]
+
+    def send() -> None:
+        from generation.scoring.tasks import score_images
+
+        for chunk in chunks:
+            score_images.delay(chunk)
+
+    transaction.on_commit(send)
+
+
+__all__ = [
+    "LoadedScorers",
+    "ScoringError",
+    "ScoringReport",
+    "scorers_load",
+    "scores_compute",
+    "scores_enqueue_for_images",
+]
