@@ -137,3 +137,26 @@ class Rating(models.Model):
     @property
     def win_rate(self) -> float | None:
         return self.wins / self.games if self.games else None
+
+
+class LeaderboardSnapshot(models.Model):
+    """A leaderboard computed from the counted votes of one scope, stored with the parameters used and the hash
+    of the vote log it came from (``arena.ratings.log.vote_log_hash``), so a page view reuses it while the log
+    is unchanged. ``log_fingerprint`` is a cheap check (count, sum and max of the counted vote ids) read with one
+    aggregate query; ``rows`` are ``arena.ratings.leaderboard.LeaderboardRow.as_dict()`` values, best first."""
+
+    scope = models.CharField(max_length=8, choices=Scope.choices)
+    computed_at = models.DateTimeField(db_index=True)
+    params = models.JSONField(help_text="Elo, TrueSkill and Bradley–Terry parameters used")
+    vote_log_hash = models.CharField(max_length=64)
+    vote_count = models.PositiveIntegerField()
+    log_fingerprint = models.CharField(max_length=80, blank=True)
+    rows = models.JSONField(default=list)
+    compute_seconds = models.FloatField(default=0.0)
+
+    class Meta:
+        get_latest_by = ["computed_at", "id"]
+        indexes = [models.Index(fields=["scope", "-computed_at", "-id"], name="snapshot_scope_latest")]
+
+    def __str__(self) -> str:
+        return f"{self.scope} leaderboard of {self.vote_count} votes ({self.vote_log_hash[:12]})"
