@@ -48,10 +48,27 @@ def _empty_scores() -> dict:
     }
 
 
+def _scores_state(kind: str | None = None) -> str:
+    """A key that changes whenever stored scores (of ``kind``) change: row count, last write, last id."""
+    rows = ImageScore.objects.all() if kind is None else ImageScore.objects.filter(kind=kind)
+    state = rows.aggregate(n=Count("id"), last=Max("computed_at"), top=Max("id"))
+    return hashlib.sha256(repr(sorted(state.items())).encode()).hexdigest()[:32]
+
+
 def model_scores() -> dict[int, dict]:
     """Per model variant (every variant, keyed by id): ccip_mean, ccip_mean_ci, ccip_ratio, ccip_ratio_ci, ccip_n,
     aesthetic_mean, aesthetic_ci, aesthetic_n, alignment_mean, alignment_ci, alignment_n (None where not computed;
-    intervals are 95% (low, high) tuples)."""
+    intervals are 95% (low, high) tuples). Two queries; the aggregation is cached until a score changes."""
+    variant_ids = list(ModelVariant.objects.order_by("id").values_list("id", flat=True))
+    key = f"scoring:model_scores:{_scores_state()}"
+    per_variant = cache.get(key)
+    if per_variant is None:
+        per_variant = _model_scores_uncached()
+        cache.set(key, per_variant, 300)
+    return {variant_id: per_variant.get(variant_id) or _empty_scores() for variant_id in variant_ids}
+
+
+def _model_scores_uncached() -> dict[int, dict]:
     values: dict[tuple[int, str], list[float]] = defaultdict(list)
     ratios: dict[int, list[float]] = defaultdict(list)
     for variant_id, kind, value, ratio in ImageScore.objects.values_list("image__variant_id", "kind", "value", "same_ratio"):
@@ -59,7 +76,7 @@ def model_scores() -> dict[int, dict]:
         if kind == CCIP:
             ratios[variant_id].append(ratio)
     result = {}
-    for variant_id in ModelVariant.objects.order_by("id").values_list("id", flat=True):
+    for variant_id in sorted({v for v, _ in values}):
         row = _empty_scores()
         row.update(_ccip_summary(values.get((variant_id, CCIP), []), ratios.get(variant_id, [])))
         for kind in (AESTHETIC, ALIGNMENT):
@@ -153,8 +170,7 @@ def character_elo(*, tie_margin: float | None = None) -> dict[int, dict]:
     """Per variant id with at least one automatic duel: {"elo", "twa_elo", "duels", "wins", "losses", "ties"}."""
     params = character_elo_params()
     margin = float(getattr(settings, "CHARACTER_ELO_TIE_MARGIN", 0.01) if tie_margin is None else tie_margin)
-    state = ImageScore.objects.filter(kind=CCIP).aggregate(n=Count("id"), last=Max("computed_at"), top=Max("id"))
-    key = "scoring:character_elo:" + hashlib.sha256(repr((state, params, margin)).encode()).hexdigest()[:32]
+    key = "scoring:character_elo:" + hashlib.sha256(repr((_scores_state(CCIP), params, margin)).encode()).hexdigest()[:32]
     hit = cache.get(key)
     if hit is not None:
         return hit

@@ -178,3 +178,13 @@ def test_scorer_status_without_scorers(no_scorers, db):
     status = selectors.scorer_status()
     assert [s["state"] for s in status] == ["missing", "missing", "missing"]
     assert "CCIP is not installed: no folder" in status[0]["message"]
+
+
+def test_model_scores_take_a_fixed_number_of_queries_and_see_new_scores(board, world, django_assert_max_num_queries):
+    with django_assert_max_num_queries(3):
+        first = selectors.model_scores()
+    with django_assert_max_num_queries(2):
+        assert selectors.model_scores() == first  # cached aggregation
+    extra = world.image(board["b"], board["img"][("A", "marisa", 0)].prompt, solid((1, 2, 3)), settings_key="s9")
+    put(extra, "aesthetic", 6.5)
+    assert selectors.model_scores()[board["b"].id]["aesthetic_mean"] == 6.5
