@@ -5,6 +5,10 @@ Importing this package is cheap (no torch, diffusers or transformers): the data 
 import the heavy libraries when first called.
 """
 
+from .cache import PipelineCache, pipeline_cache, set_pipeline_cache
+from .checkpoints import inspect_checkpoint
+from .generate import bare_generate, generate
+from .prompts import parse_prompt_attention
 from .samplers import SAMPLERS, SamplerSpec, build_scheduler, validate_request, validate_size
 from .types import (
     CheckpointError,
@@ -18,6 +22,13 @@ from .types import (
 
 __all__ = [
     "SAMPLERS",
+    "PipelineCache",
+    "bare_generate",
+    "generate",
+    "inspect_checkpoint",
+    "parse_prompt_attention",
+    "pipeline_cache",
+    "set_pipeline_cache",
     "CheckpointError",
     "CheckpointInfo",
     "GenerationError",

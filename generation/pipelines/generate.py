@@ -1,0 +1,72 @@
+"""generate(): the entry point GPU workers call, and bare_generate() for the benchmark."""
+
+from __future__ import annotations
+
+from .cache import pipeline_cache
+from .samplers import validate_request
+from .types import GenerationError, GenerationRequest, VariantSpec
+
+
+def generate(
+    spec: VariantSpec, requests: list[GenerationRequest], *, batch_size: int = 4, device: str | None = None
+) -> list:
+    """PIL images for ``requests`` (same order) from the variant ``spec``.
+
+    Validates every request first (GenerationError, one line), takes the pipeline from the process-wide
+    cache (loading it at most once), and batches requests that share sampler, steps, CFG, size, guidance
+    rescale and number of prompt chunks. Each image has its own generator seeded with its request's seed, so
+    an image does not depend on what it was batched with. CUDA out of memory raises OutOfMemory: retry with a
+    smaller ``batch_size``.
+    """
+    from .loading import resolve_device, to_pil
+
+    requests = list(requests)
+    if not requests:
+        return []
+    for req in requests:
+        validate_request(req)
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise GenerationError(f"batch size must be at least 1, got {batch_size!r}")
+    loaded = pipeline_cache().get(spec, resolve_device(device))
+    return [to_pil(a) for a in loaded.generate_arrays(requests, batch_size=batch_size)]
+
+
+def bare_generate(spec: VariantSpec, requests: list[GenerationRequest], *, device: str | None = None) -> list:
+    """The same images through plain diffusers calls: its own pipeline load, no cache, one image per call.
+
+    For the benchmark's baseline. It shares only the A1111 prompt encoding and the sampler table with
+    ``generate`` (those decide what the image is, not how fast it is made).
+    """
+    import torch
+
+    from .loading import load_pipeline, resolve_device, to_pil
+    from .samplers import build_scheduler
+
+    requests = list(requests)
+    for req in requests:
+        validate_request(req)
+    loaded = load_pipeline(spec, resolve_device(device))
+    pipe, images = loaded.pipe, []
+    for req in requests:
+        embeds, pooled, neg, neg_pooled = loaded.encoder.encode_pair(
+            req.prompt, req.negative_prompt, clip_skip=req.clip_skip
+        )
+        pipe.scheduler = build_scheduler(
+            req.sampler, loaded.base_scheduler_config, prediction_type=spec.prediction_type, seeds=[req.seed]
+        )
+        with torch.inference_mode():
+            out = pipe(
+                prompt_embeds=embeds.to(loaded.device, loaded.dtype),
+                pooled_prompt_embeds=pooled.to(loaded.device, loaded.dtype),
+                negative_prompt_embeds=neg.to(loaded.device, loaded.dtype),
+                negative_pooled_prompt_embeds=neg_pooled.to(loaded.device, loaded.dtype),
+                num_inference_steps=req.steps,
+                guidance_scale=float(req.cfg_scale),
+                guidance_rescale=float(req.guidance_rescale),
+                width=req.width,
+                height=req.height,
+                generator=[torch.Generator("cpu").manual_seed(req.seed)],
+                output_type="np",
+            )
+        images.append(to_pil(out.images[0]))
+    return images
