@@ -5,5 +5,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("generation/", include("generation.urls")),
     path("training/", include("training.urls")),
+    path("scores/", include("generation.scoring.urls")),
     path("", include("arena.urls_site")),
 ]

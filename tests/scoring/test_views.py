@@ -1,23 +1,13 @@
 """The per-character page, the aesthetic KDE plot and the scorer status pages."""
 
 import pytest
-from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.test import Client
-from django.urls import include, path
 from django.utils import timezone
 
 from generation.scoring.models import ImageScore
 
 from .conftest import solid
-
-urlpatterns = [path("scores/", include("generation.scoring.urls")), path("admin/", admin.site.urls)]
-
-
-@pytest.fixture(autouse=True)
-def _urls(settings):
-    settings.ROOT_URLCONF = "tests.scoring.test_views"
-
 
 def test_character_page_shows_ccip_per_model_and_not_computed(world, no_scorers):
     char = world.character("Cirno", references=[solid((0, 0, 255))])

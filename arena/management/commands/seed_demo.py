@@ -5,8 +5,8 @@ import secrets
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management import call_command, get_commands
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
 
 PASSWORD_FILE = "admin-password.txt"
 
@@ -19,11 +19,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, no_images: bool = False, **options):
         if not no_images:
-            for command in ("seed_generation_demo", "seed_scoring_demo"):
-                if command in get_commands():
-                    call_command(command, stdout=self.stdout, stderr=self.stderr)
-                elif command == "seed_generation_demo":
-                    raise CommandError("the generation app's seed_generation_demo command is missing")
+            # Scorers first: the demo job's images are then scored as soon as the job finishes.
+            call_command("make_tiny_scorers", str(settings.SCORERS_DIR), stdout=self.stdout, stderr=self.stderr)
+            call_command("seed_generation_demo", stdout=self.stdout, stderr=self.stderr)
+            call_command("score_images", "--missing-only", stdout=self.stdout, stderr=self.stderr)
         username, password = self._admin()
         self.stdout.write(self.style.SUCCESS(
             f"Demo ready. Vote at http://127.0.0.1:8000/ ; admin at http://127.0.0.1:8000/admin/ "
