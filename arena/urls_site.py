@@ -1,4 +1,4 @@
-from django.urls import path, re_path
+from django.urls import include, path, re_path
 
 from arena import views
 
@@ -13,6 +13,8 @@ urlpatterns = [
     path("poll/<uuid:token>/image/<int:position>", views.poll_image, name="poll_image"),
     path("leaderboard/", views.leaderboard, name="leaderboard"),
     path("models/<int:pk>/", views.model_detail, name="model"),
+    path("", include("arena.urls_reports")),  # leaderboard reports, exports, plots, /stats/
+    path("api/", include("arena.urls_api")),
     re_path(r"^media/t/(?P<path>[0-9a-f]{2}/[0-9a-f]{32}\.webp)$", views.public_thumb, name="thumb"),
     re_path(r"^media/(?P<path>.+)$", views.staff_media, name="staff_media"),
 ]

@@ -1,0 +1,253 @@
+"""Leaderboard plots, drawn on the server with matplotlib's Agg canvas (no pyplot, no global state) as PNG or
+SVG, and cached in the Django cache under the hash of the vote log they were drawn from.
+
+Kinds (:data:`PLOTS`):
+
+* ``ratings``: Bradley–Terry ratings with their 95% bootstrap intervals (from the stored leaderboard);
+* ``winrate``: the pairwise win-rate matrix (row model's share of wins against the column model, ties half);
+* ``battles``: the pairwise battle-count matrix (free-for-all polls expanded to pairs);
+* ``elo_over_time``: online Elo after each vote for the top models, replayed with ``arena.ratings.online``;
+* ``votes_per_day``: counted votes per UTC day, stacked by mode.
+
+Matrices and the Elo lines show at most :data:`MAX_MODELS` models, best first by the stored leaderboard.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+
+import numpy as np
+from django.core.cache import cache
+
+from arena import reports
+from arena.models import Mode, Scope
+from arena.rating_settings import elo_params
+from arena.ratings.bradley_terry import poll_table
+from arena.ratings.log import VoteTable
+from arena.ratings.online import elo_update
+
+PLOTS = {
+    "ratings": "Bradley–Terry rating with 95% interval",
+    "winrate": "Pairwise win rate",
+    "battles": "Battle counts",
+    "elo_over_time": "Elo over time",
+    "votes_per_day": "Votes per day",
+}
+FORMATS = {"png": "image/png", "svg": "image/svg+xml"}
+MAX_MODELS = 20
+MAX_LINES = 10
+CACHE_SECONDS = 24 * 3600
+
+
+def plot_clean(kind: str, fmt: str) -> tuple[str, str]:
+    if kind not in PLOTS:
+        raise reports.ReportError(f"Unknown plot {kind!r}; use one of {', '.join(PLOTS)}.")
+    if fmt not in FORMATS:
+        raise reports.ReportError(f"Unknown image format {fmt!r}; use png or svg.")
+    return kind, fmt
+
+
+def cache_key(kind: str, fmt: str, board: reports.Board) -> str:
+    params = hashlib.sha256(json.dumps(board.snapshot.params, sort_keys=True).encode()).hexdigest()[:12]
+    return f"arena:plot:v1:{kind}:{fmt}:{board.scope}:{board.snapshot.vote_log_hash}:{params}"
+
+
+def plot_bytes(kind: str, fmt: str, *, scope: str) -> tuple[bytes, reports.Board]:
+    """The plot as PNG or SVG bytes, from the cache when the vote log is unchanged."""
+    kind, fmt = plot_clean(kind, fmt)
+    board = reports.leaderboard_current(scope=scope)
+    key = cache_key(kind, fmt, board)
+    data = cache.get(key)
+    if data is None:
+        data = render(kind, fmt, board)
+        cache.set(key, data, timeout=CACHE_SECONDS)
+    return data, board
+
+
+# --- drawing ----------------------------------------------------------------------------------------------------
+
+
+def _figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    fig.tight_layout()
+    # no date in the metadata: the same log gives the same file
+    metadata = {"Date": None} if fmt == "svg" else {}
+    fig.savefig(buf, format=fmt, metadata=metadata, facecolor="white")
+    return buf.getvalue()
+
+
+def _short(name: str, n: int = 28) -> str:
+    """Cut in the middle: checkpoint names share long prefixes and differ at the end."""
+    if len(name) <= n:
+        return name
+    head = (n - 1) // 2
+    return name[:head] + "…" + name[len(name) - (n - 1 - head):]
+
+
+def _empty(fig, message: str):
+    ax = fig.add_subplot()
+    ax.axis("off")
+    ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=12, color="#555")
+
+
+def render(kind: str, fmt: str, board: reports.Board) -> bytes:
+    return _DRAW[kind](board, fmt)
+
+
+def _draw_ratings(board: reports.Board, fmt: str) -> bytes:
+    rows = [r for r in board.rows if r["bt"] is not None][: 2 * MAX_MODELS]
+    fig = _figure(8, max(2.5, 0.35 * len(rows) + 1.2))
+    title = f"{PLOTS['ratings']} ({Scope(board.scope).label}, {board.snapshot.vote_count} votes)"
+    if not rows:
+        _empty(fig, "No votes yet")
+        return _save(fig, fmt)
+    ax = fig.add_subplot()
+    y = np.arange(len(rows))[::-1]
+    bt = np.array([r["bt"] for r in rows])
+    lo = np.array([r["bt_lo"] if r["bt_lo"] is not None else r["bt"] for r in rows])
+    hi = np.array([r["bt_hi"] if r["bt_hi"] is not None else r["bt"] for r in rows])
+    err = np.vstack([np.maximum(bt - lo, 0), np.maximum(hi - bt, 0)])
+    ax.errorbar(bt, y, xerr=err, fmt="o", color="#3b5bdb", ecolor="#748ffc", capsize=3)
+    ax.set_yticks(y, [f"{r['rank']}. {_short(r['model'])}" for r in rows])
+    ax.set_xlabel("rating (Elo scale)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    return _save(fig, fmt)
+
+
+def _pair_matrices(board: reports.Board) -> tuple[list[str], np.ndarray]:
+    """(names, W) for the top models: W[i, j] = wins of i over j, ties counting half."""
+    records = reports.vote_records(board.scope)
+    if not records:
+        return [], np.zeros((0, 0))
+    table = VoteTable.from_records(records)
+    polls = poll_table(table, table.rows_in(board.scope))
+    w = polls.wins_matrix()
+    index = {int(m): i for i, m in enumerate(polls.models.tolist())}
+    top = [r for r in board.rows if r["model_id"] in index][:MAX_MODELS]
+    order = [index[r["model_id"]] for r in top]
+    return [_short(r["model"], 22) for r in top], w[np.ix_(order, order)]
+
+
+def _matrix(board: reports.Board, fmt: str, kind: str) -> bytes:
+    names, w = _pair_matrices(board)
+    n = len(names)
+    fig = _figure(max(5, 0.45 * n + 3), max(4, 0.45 * n + 2))
+    if n < 2:
+        _empty(fig, "Not enough models with votes")
+        return _save(fig, fmt)
+    games = w + w.T
+    if kind == "winrate":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            values = np.where(games > 0, w / games, np.nan)
+        cmap, vmin, vmax, label = "RdBu", 0.0, 1.0, "row model's win rate"
+    else:
+        values = np.where(np.eye(n, dtype=bool), np.nan, games)
+        cmap, vmin, vmax, label = "viridis", 0.0, max(float(np.nanmax(values)) if n else 1.0, 1.0), "battles"
+    ax = fig.add_subplot()
+    image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=vmin, vmax=vmax)
+    ax.set_xticks(range(n), names, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(n), names, fontsize=8)
+    ax.set_xlabel("model B")
+    ax.set_ylabel("model A")
+    fig.colorbar(image, ax=ax, label=label, shrink=0.8)
+    if n <= 15:
+        for i in range(n):
+            for j in range(n):
+                v = values[i, j]
+                if np.isfinite(v):
+                    text = f"{v:.2f}" if kind == "winrate" else f"{v:g}"
+                    ax.text(j, i, text, ha="center", va="center", fontsize=7,
+                            color="black" if kind == "winrate" or v > vmax / 2 else "white")
+    ax.set_title(f"{PLOTS[kind]} ({Scope(board.scope).label})", fontsize=10)
+    return _save(fig, fmt)
+
+
+def _draw_winrate(board: reports.Board, fmt: str) -> bytes:
+    return _matrix(board, fmt, "winrate")
+
+
+def _draw_battles(board: reports.Board, fmt: str) -> bytes:
+    return _matrix(board, fmt, "battles")
+
+
+def elo_history(board: reports.Board, points: int = 300) -> tuple[list[dt.datetime], dict[int, list[float]]]:
+    """Online Elo of the top models after each vote of the scope (sampled to about ``points`` steps),
+    replayed with ``arena.ratings.online.elo_update``, the function the live vote path uses."""
+    records = reports.vote_records(board.scope)
+    top = [r["model_id"] for r in board.rows[:MAX_LINES]]
+    params = elo_params()
+    ratings: dict[int, float] = {}
+    step = max(1, len(records) // points)
+    times: list[dt.datetime] = []
+    series: dict[int, list[float]] = {m: [] for m in top}
+    for i, record in enumerate(records):
+        ratings.update(elo_update(ratings, record.outcome, params))
+        if i % step == 0 or i == len(records) - 1:
+            times.append(dt.datetime.fromtimestamp(record.timestamp, tz=dt.timezone.utc))
+            for m in top:
+                series[m].append(ratings.get(m, np.nan))
+    return times, series
+
+
+def _draw_elo_over_time(board: reports.Board, fmt: str) -> bytes:
+    fig = _figure(8, 4.5)
+    times, series = elo_history(board)
+    if not times:
+        _empty(fig, "No votes yet")
+        return _save(fig, fmt)
+    ax = fig.add_subplot()
+    names = {r["model_id"]: r["model"] for r in board.rows}
+    for model, values in series.items():
+        ax.plot(times, values, label=_short(names.get(model, f"#{model}")), drawstyle="steps-post", linewidth=1.4)
+    ax.axhline(elo_params().initial, color="#999", linewidth=0.8, linestyle=":")
+    ax.set_ylabel("online Elo")
+    ax.set_title(f"{PLOTS['elo_over_time']} ({Scope(board.scope).label}, top {len(series)})", fontsize=10)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.grid(alpha=0.3)
+    fig.autofmt_xdate()
+    return _save(fig, fmt)
+
+
+def _draw_votes_per_day(board: reports.Board, fmt: str) -> bytes:
+    fig = _figure(8, 3.5)
+    per_mode = reports.votes_per_day(board.scope)
+    days = sorted({d for counts in per_mode.values() for d in counts})
+    if not days:
+        _empty(fig, "No votes yet")
+        return _save(fig, fmt)
+    ax = fig.add_subplot()
+    bottom = np.zeros(len(days))
+    for mode in Mode.values:
+        if mode not in per_mode:
+            continue
+        counts = np.array([per_mode[mode].get(d, 0) for d in days], dtype=float)
+        ax.bar(days, counts, bottom=bottom, label=Mode(mode).label, width=0.8)
+        bottom += counts
+    ax.set_ylabel("counted votes")
+    ax.set_title(f"{PLOTS['votes_per_day']} ({Scope(board.scope).label})", fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.autofmt_xdate()
+    return _save(fig, fmt)
+
+
+_DRAW = {
+    "ratings": _draw_ratings,
+    "winrate": _draw_winrate,
+    "battles": _draw_battles,
+    "elo_over_time": _draw_elo_over_time,
+    "votes_per_day": _draw_votes_per_day,
+}
