@@ -263,6 +263,6 @@ def api_docs(request):
             ]
             operations.append({
                 "method": method.upper(), "path": path, "summary": op.get("description", "").strip(),
-                "parameters": params, "secured": bool(op.get("security")) and {} not in op.get("security", []),
+                "parameters": params,
             })
     return render(request, "arena/api_docs.html", {"schema": schema, "operations": operations})

@@ -208,6 +208,11 @@ def _board(snapshot: LeaderboardSnapshot, *, stale: bool = False, votes_behind: 
     return Board(snapshot=snapshot, rows=rows, stale=stale, votes_behind=max(votes_behind, 0))
 
 
+def leaderboard_fresh(*, scope: str) -> Board:
+    """The leaderboard of the log as it is now (computes unless the latest snapshot has the log's hash)."""
+    return _board(leaderboard_compute(scope=scope))
+
+
 def leaderboard_current(*, scope: str) -> Board:
     """The page-view path: the stored leaderboard of ``scope``, recomputed only when the log changed (see the
     module docstring for the refresh interval and the lock). Three queries while the snapshot is fresh."""

@@ -150,7 +150,8 @@ def test_leaderboard_reports_partial_and_page(client, log):
 
 def test_leaderboard_page_query_count_with_a_fresh_snapshot(client, log, django_assert_max_num_queries):
     client.get(reverse("arena:leaderboard"))
-    with django_assert_max_num_queries(7):
+    # live table (ratings, vote counts) + snapshot, log fingerprint, model names
+    with django_assert_max_num_queries(6):  # 5 today
         response = client.get(reverse("arena:leaderboard"))
     assert response.status_code == 200 and b"board intervals" in response.content
     assert LeaderboardSnapshot.objects.count() == 1
@@ -414,3 +415,18 @@ def test_judge_agreement_gets_the_counted_decided_duels_with_their_images(client
     html = client.get(reverse("arena:stats")).content.decode()
     assert seen == [duels]
     assert 'data-judge="aesthetic"' in html and "50.0%" in html
+
+
+def test_export_votes_command_writes_the_same_files(client, log, tmp_path):
+    from django.core.management import CommandError, call_command
+
+    _staff(client)
+    for fmt, url in (("battles", "/leaderboard/battles.json?scope=fixed"), ("jsonl", "/leaderboard/votes.jsonl?scope=fixed")):
+        out = tmp_path / f"log.{fmt}"
+        call_command("export_votes", "--format", fmt, "--scope", "fixed", "--out", str(out))
+        assert out.read_text() == b"".join(client.get(url).streaming_content).decode()
+    md = tmp_path / "board.md"
+    call_command("export_votes", "--format", "md", "--scope", "fixed", "--out", str(md))
+    assert LeaderboardSnapshot.objects.get(scope="fixed").vote_log_hash in md.read_text()
+    with pytest.raises(CommandError, match="Unknown scope"):
+        call_command("export_votes", "--scope", "nope")
