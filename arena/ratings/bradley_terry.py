@@ -162,31 +162,45 @@ def _objective(theta: np.ndarray, w: np.ndarray, l2: float) -> float:
     return float(-(w * np.logaddexp(0.0, -d)).sum() - 0.5 * l2 * theta @ theta)
 
 
-def fit_log_odds(w: np.ndarray, *, l2: float = 1e-6, theta0: np.ndarray | None = None, tol: float = 1e-10,
-                 max_iter: int = 200) -> np.ndarray:
-    """Maximise the penalised Bradley–Terry log-likelihood of the wins matrix ``w`` (natural log-odds)."""
+def fit_log_odds(w: np.ndarray, *, l2: float = 1e-6, theta0: np.ndarray | None = None, tol: float = 1e-9,
+                 max_iter: int = 100) -> np.ndarray:
+    """Maximise the penalised Bradley–Terry log-likelihood of the wins matrix ``w`` (natural log-odds).
+
+    The penalty is symmetric, so the maximum has mean(θ) = 0: the iterates are kept centred and each Newton
+    step is solved in that subspace, where the system is well conditioned. Stops when a step moves no
+    log-odds by more than ``tol`` (1e-9, about 2e-7 Elo) or steps stop shrinking at rounding level."""
     m = w.shape[0]
     n = w + w.T
     theta = np.zeros(m) if theta0 is None else np.array(theta0, dtype=np.float64)
+    theta -= theta.mean()
     value = _objective(theta, w, l2)
+    previous = np.inf
     for _ in range(max_iter):
         d = theta[:, None] - theta[None, :]
         p = 0.5 * (1.0 + np.tanh(0.5 * d))  # sigmoid, stable
         grad = (w - n * p).sum(axis=1) - l2 * theta
+        grad -= grad.mean()  # exactly zero in exact arithmetic for centred theta
         h = n * p * (1.0 - p)
         neg_hess = -h
-        neg_hess[np.diag_indices(m)] = h.sum(axis=1) + l2
+        diagonal = h.sum(axis=1) + l2
+        neg_hess[np.diag_indices(m)] = diagonal
+        neg_hess += diagonal.mean() / m  # acts only along the constant direction, which the step lacks
         step = np.linalg.solve(neg_hess, grad)
+        step -= step.mean()
+        # Backtrack only on a real decrease: near the optimum the change is below rounding noise.
         t = 1.0
+        noise = 1e-10 * (1.0 + abs(value))
         while True:
             candidate = theta + t * step
             new_value = _objective(candidate, w, l2)
-            if new_value >= value - 1e-12 * abs(value) or t < 1e-8:
+            if new_value >= value - noise or t < 1e-8:
                 break
             t *= 0.5
         theta, value = candidate, new_value
-        if np.max(np.abs(t * step)) < tol:
+        size = float(np.max(np.abs(t * step))) if m else 0.0
+        if size < tol or (size < 1e-6 and size >= previous):
             break
+        previous = size
     return theta
 
 
@@ -231,13 +245,21 @@ def _to_elo(theta: np.ndarray, models: np.ndarray, params: BTParams, present: np
 
 def bradley_terry(polls: PollTable, params: BTParams = BTParams()) -> BTResult:
     """MLE ratings of the scope's models with bootstrap intervals and rank by interval."""
-    m = len(polls.models)
-    if m == 0:
-        empty = np.zeros(0)
-        return BTResult(polls.models, empty, empty, empty, np.zeros(0, dtype=np.int64), params)
+    theta, rating = point_estimate(polls, params)
+    return with_interval(polls, params, theta, rating)
+
+
+def point_estimate(polls: PollTable, params: BTParams = BTParams()) -> tuple[np.ndarray, np.ndarray]:
+    """``(log-odds, anchored Elo-scale ratings)`` of the MLE."""
+    if len(polls.models) == 0:
+        return np.zeros(0), np.zeros(0)
     theta = fit_log_odds(polls.wins_matrix(), l2=params.l2)
-    rating = _to_elo(theta, polls.models, params)
-    if params.rounds == 0:
+    return theta, _to_elo(theta, polls.models, params)
+
+
+def with_interval(polls: PollTable, params: BTParams, theta: np.ndarray, rating: np.ndarray) -> BTResult:
+    """The result with its bootstrap interval (warm-started from the MLE ``theta``) and rank."""
+    if params.rounds == 0 or len(polls.models) == 0:
         lower, upper = rating.copy(), rating.copy()
     else:
         lower, upper = interval(bootstrap_ratings(polls, params, theta), params.confidence)
@@ -274,6 +296,6 @@ def bradley_terry_scope(table: VoteTable, scope: str, params: BTParams = BTParam
 
 
 __all__ = [
-    "BTParams", "BTResult", "PollTable", "bootstrap_ratings", "bradley_terry",
-    "bradley_terry_scope", "fit_log_odds", "poll_table", "rank_by_interval",
+    "BTParams", "BTResult", "PollTable", "bootstrap_ratings", "bradley_terry", "bradley_terry_scope",
+    "fit_log_odds", "interval", "point_estimate", "poll_table", "rank_by_interval", "with_interval",
 ]

@@ -7,14 +7,21 @@ Strategies (``pick(strategy, candidates, k, rng)`` returns ``k`` distinct model 
   ``weight`` among those left.
 * ``active`` (the default of the site): K-Sort-Arena style. The model with the fewest pairwise comparisons is
   the pivot (ties broken at random), so a new model plays until it has caught up; the other ``k - 1`` are
-  the ones with the best upper-confidence score: closeness in skill (TrueSkill match quality, the
-  probability of a draw-like game, high when a game is informative) plus an exploration bonus that grows
-  for models compared less often. This beat ``widest`` (below) in the simulator (see ``simulate_arena``).
-* ``widest``: the alternative that was measured: the model with the widest interval (largest sigma) as
-  pivot, opponents by sigma times closeness.
+  added one at a time, each the model with the best upper-confidence score: skill closeness to those
+  already chosen plus an exploration bonus ``EXPLORATION * sqrt(ln(1 + all games) / (1 + its games))``
+  that grows for models compared less often. Closeness is measured as how uncertain the order of two
+  models still is: the binary entropy of P(skill_a > skill_b) = Φ((μ_a − μ_b) / sqrt(σ_a² + σ_b²)), 1 bit
+  for models whose order is a coin flip, 0 for a settled order.
+* ``widest``: the alternative rule that was measured against it: the model with the widest interval
+  (largest σ) as pivot, opponents by σ times TrueSkill match quality.
+
+Measured with the simulator (50 models 40 Elo apart, best-only 4-way polls, rated by TrueSkill, votes until
+Kendall's tau stays >= 0.9, 20 seeds): ``active`` as above 273 median / 275 mean; with TrueSkill match
+quality as closeness 298 / 310; ``widest`` 345 / 362. ``active`` is
+kept.
 
 In every strategy a disabled candidate, or one with weight 0, is never drawn, and no model appears twice
-(duplicate candidate ids count once). Fewer eligible models than ``k`` raise :class:`NotEnoughModels`.
+(duplicate candidate ids count once; an id with any disabled entry is not drawn). Fewer eligible models than ``k`` raise :class:`NotEnoughModels`.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from dataclasses import dataclass
 #: TrueSkill's default beta (the performance noise), used to judge closeness of skills.
 BETA = 25.0 / 6.0
 #: Weight of the exploration bonus in ``active``.
-EXPLORATION = 0.5
+EXPLORATION = 1.0
 
 STRATEGIES = ("uniform", "weighted", "active", "widest")
 
@@ -47,11 +54,13 @@ class NotEnoughModels(ValueError):
 
 
 def eligible(candidates: Sequence[Candidate]) -> list[Candidate]:
-    """Enabled candidates with a positive finite weight, each id once (the first occurrence)."""
+    """Enabled candidates with a positive finite weight, each id once (its first entry). An id with any
+    disabled or zero-weight entry is left out altogether."""
+    barred = {c.id for c in candidates if not (c.enabled and c.weight > 0 and math.isfinite(c.weight))}
     seen: set[int] = set()
     out = []
     for c in candidates:
-        if c.enabled and c.weight > 0 and math.isfinite(c.weight) and c.id not in seen:
+        if c.id not in barred and c.id not in seen:
             seen.add(c.id)
             out.append(c)
     return out
@@ -101,6 +110,15 @@ def closeness(a: Candidate, b: Candidate, beta: float = BETA) -> float:
     return math.sqrt(2 * beta * beta / c2) * math.exp(-d * d / (2 * c2))
 
 
+def order_uncertainty(a: Candidate, b: Candidate) -> float:
+    """Binary entropy (bits) of P(a's skill > b's skill) under their N(μ, σ²) beliefs."""
+    z = (a.mu - b.mu) / math.sqrt(a.sigma * a.sigma + b.sigma * b.sigma)
+    p = 0.5 * math.erfc(-z / math.sqrt(2))
+    if p <= 0.0 or p >= 1.0:
+        return 0.0
+    return -(p * math.log2(p) + (1 - p) * math.log2(1 - p))
+
+
 def _active(pool: list[Candidate], k: int, rng: random.Random) -> list[Candidate]:
     fewest = min(c.games for c in pool)
     pivot = rng.choice([c for c in pool if c.games == fewest])
@@ -111,7 +129,7 @@ def _active(pool: list[Candidate], k: int, rng: random.Random) -> list[Candidate
     while len(chosen) < k:
         best, best_score = None, -math.inf
         for c in rest:
-            score = sum(closeness(s, c) for s in chosen) / len(chosen) + bonus[c.id] + 1e-9 * rng.random()
+            score = sum(order_uncertainty(s, c) for s in chosen) / len(chosen) + bonus[c.id] + 1e-9 * rng.random()
             if score > best_score:
                 best, best_score = c, score
         chosen.append(best)

@@ -14,9 +14,12 @@ estimated ranking is compared with the true one by Kendall's tau (tau-b, so the 
 0). ``votes_to_converge`` is the first vote count after which tau stays at or above ``threshold`` (0.9)
 to the end of the run (None if the last vote is below it); ``final_tau`` is tau after the last vote.
 
-Estimators: the chosen strategy's run is rated by TrueSkill μ (what the matchmaker itself uses). The
-baseline, uniform duels, is rated by online Elo (K=4, Chatbot Arena's published setting) and by
-Bradley–Terry (refitted every ``bt_every`` votes, so its ``votes_to_converge`` is a multiple of that).
+Estimators: the chosen strategy's run is rated by TrueSkill μ (what the matchmaker itself uses), and by
+Bradley–Terry on the pairwise expansion (the leaderboard's rating). The baseline, uniform duels, is rated
+by online Elo (K=4, Chatbot Arena's published setting) and by Bradley–Terry. Bradley–Terry is refitted
+every ``bt_every`` votes (warm-started), so its ``votes_to_converge`` is a multiple of that.
+``speedup_vs_uniform_elo`` compares the chosen strategy rated by TrueSkill with uniform duels rated by
+online Elo.
 """
 
 from __future__ import annotations
@@ -203,18 +206,21 @@ def simulate_arena(
     if models < k:
         raise ValueError(f"{mode} needs at least {k} models")
     skills = true_skills(models, spacing, random.Random(seed))
-    chosen = run_strategy(skills=skills, strategy=strategy, k=k, votes=votes, flip=flip, seed=seed * 1000 + 1,
-                          full_ranking=full_ranking, threshold=threshold)
+    chosen_ts, chosen_bt = run_strategy(
+        skills=skills, strategy=strategy, k=k, votes=votes, flip=flip, seed=seed * 1000 + 1,
+        full_ranking=full_ranking, threshold=threshold, bt_every=bt_every,
+    )
     elo, bt = run_uniform_duels(skills=skills, votes=baseline_votes, flip=flip, seed=seed * 1000 + 2,
                                 threshold=threshold, bt_every=bt_every)
     speedup = None
-    if chosen.votes_to_converge and elo.votes_to_converge:
-        speedup = round(elo.votes_to_converge / chosen.votes_to_converge, 2)
+    if chosen_ts.votes_to_converge and elo.votes_to_converge:
+        speedup = round(elo.votes_to_converge / chosen_ts.votes_to_converge, 2)
     return {
         "models": models, "mode": mode, "strategy": strategy, "seed": seed, "flip": flip,
-        "full_ranking": full_ranking, "threshold": threshold,
-        "chosen": {"rated_by": "trueskill", **chosen.as_dict()},
-        "uniform_duel_elo": {"k": 4.0, **elo.as_dict()},
-        "uniform_duel_bt": {"refit_every": bt_every, **bt.as_dict()},
+        "full_ranking": full_ranking, "threshold": threshold, "bt_refit_every": bt_every,
+        "chosen_trueskill": chosen_ts.as_dict(),
+        "chosen_bt": chosen_bt.as_dict(),
+        "uniform_duel_elo": elo.as_dict(),
+        "uniform_duel_bt": bt.as_dict(),
         "speedup_vs_uniform_elo": speedup,
     }
