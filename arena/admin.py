@@ -68,3 +68,18 @@ class RatingAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+
+from arena.models import LeaderboardSnapshot  # noqa: E402
+
+
+@admin.register(LeaderboardSnapshot)
+class LeaderboardSnapshotAdmin(admin.ModelAdmin):
+    list_display = ["scope", "computed_at", "vote_count", "vote_log_hash"]
+    list_filter = ["scope"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in LeaderboardSnapshot._meta.fields]
+
+    def has_add_permission(self, request):
+        return False

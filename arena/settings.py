@@ -140,11 +140,20 @@ TRUESKILL_DRAW_PROBABILITY = env_float("TRUESKILL_DRAW_PROBABILITY", 0.10, minim
 BT_BOOTSTRAP_ROUNDS = env_int("BT_BOOTSTRAP_ROUNDS", 100, minimum=0)
 BT_BOOTSTRAP_SEED = env_int("BT_BOOTSTRAP_SEED", 0)
 
+LEADERBOARD_REFRESH_SECONDS = env_float("LEADERBOARD_REFRESH_SECONDS", 30.0, minimum=0.0)  # stored boards recompute at most this often
+LEADERBOARD_SNAPSHOTS_KEPT = env_int("LEADERBOARD_SNAPSHOTS_KEPT", 100, minimum=1)
+# The battle log (Chatbot Arena's clean-battle format, voters as salted hashes) for leaderboard readers.
+ARENA_PUBLIC_VOTE_LOG = env_bool("ARENA_PUBLIC_VOTE_LOG", True)
+
 # --- generation -------------------------------------------------------------------------------------------
 MODELS_DIR = Path(env_str("ARENA_MODELS_DIR", str(VAR_DIR / "models")))
 PIPELINE_CACHE_SIZE = env_int("PIPELINE_CACHE_SIZE", 2, minimum=1)
 GENERATION_BATCH_SIZE = env_int("GENERATION_BATCH_SIZE", 4, minimum=1)
 GENERATION_DEVICE = env_str("GENERATION_DEVICE", "auto")  # auto | cpu | cuda | cuda:N
+GENERATION_TASK_SOFT_TIME_LIMIT = env_int("GENERATION_TASK_SOFT_TIME_LIMIT", 15 * 60, minimum=10)
+GENERATION_TASK_TIME_LIMIT = env_int("GENERATION_TASK_TIME_LIMIT", GENERATION_TASK_SOFT_TIME_LIMIT + 60, minimum=11)
+SCORING_DEVICE = env_str("SCORING_DEVICE", GENERATION_DEVICE)
+SCORING_SOFT_TIME_LIMIT = env_int("SCORING_SOFT_TIME_LIMIT", 30 * 60, minimum=10)
 SCORERS_DIR = Path(env_str("ARENA_SCORERS_DIR", str(VAR_DIR / "scorers")))
 SCORING_BATCH_SIZE = env_int("SCORING_BATCH_SIZE", 16, minimum=1)  # images per scoring task / transaction
 CHARACTER_ELO_K = env_float("CHARACTER_ELO_K", 4.0, minimum=0.0)  # K of the automatic CCIP duels

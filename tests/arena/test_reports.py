@@ -122,7 +122,8 @@ def test_unknown_scope_is_refused():
 # --- leaderboard page -------------------------------------------------------------------------------------------
 
 
-def test_leaderboard_page_shows_bt_intervals_rank_plots_and_downloads(client, log):
+def test_leaderboard_page_shows_bt_intervals_rank_plots_and_downloads(client, log, settings):
+    settings.ARENA_PUBLIC_VOTE_LOG = False
     html = client.get(reverse("arena:leaderboard")).content.decode()
     snapshot = LeaderboardSnapshot.objects.get(scope="overall")
     assert 'class="board intervals"' in html and "95% interval" in html
@@ -133,7 +134,7 @@ def test_leaderboard_page_shows_bt_intervals_rank_plots_and_downloads(client, lo
     for kind in ("ratings", "winrate", "battles", "elo_over_time", "votes_per_day"):
         assert f"/leaderboard/plots/{kind}.svg?scope=overall" in html
         assert f"/leaderboard/plots/{kind}.png?scope=overall&amp;download=1" in html
-    assert "/leaderboard/battles.json" not in html  # the vote log is for staff
+    assert "/leaderboard/battles.json" not in html  # a site that keeps its vote log for staff hides the link
     assert 'href="/stats/"' in html
 
 
@@ -204,7 +205,8 @@ def test_bad_export_requests_are_clear_400s(client, log):
 # --- vote log exports -----------------------------------------------------------------------------------------------
 
 
-def test_vote_log_downloads_need_staff_or_a_token(client, log, settings):
+def test_vote_log_downloads_need_staff_or_a_token_when_the_log_is_not_public(client, log, settings):
+    settings.ARENA_PUBLIC_VOTE_LOG = False
     assert client.get("/leaderboard/battles.json").status_code == 401
     assert client.get("/leaderboard/votes.jsonl").status_code == 401
     assert client.get("/leaderboard/votes.jsonl", HTTP_AUTHORIZATION="Token not-a-token").status_code == 401
