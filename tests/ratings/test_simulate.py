@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.stats import kendalltau
 
-from arena.ratings.simulate import KendallTau, Voter, converged_at, simulate_arena
+from arena.ratings.simulate import KendallTau, Voter, converged_at, run_newcomer, simulate_arena, true_skills
 
 
 def test_kendall_tau_is_tau_b():
@@ -38,13 +38,22 @@ def test_voters_follow_the_true_skills_and_a_flip_reverses_them():
 
 def test_a_small_simulation_runs_and_finds_the_ranking():
     line = simulate_arena(models=8, mode="ffa4", strategy="active", seed=1, votes=300, baseline_votes=600,
-                          spacing=150.0, bt_every=5)
+                          spacing=150.0, bt_every=5, newcomer_warmup=50, newcomer_after=40)
     assert set(line) >= {"chosen_trueskill", "chosen_bt", "uniform_duel_elo", "uniform_duel_bt"}
     for key in ("chosen_trueskill", "chosen_bt", "uniform_duel_elo", "uniform_duel_bt"):
         assert set(line[key]) == {"votes_to_converge", "final_tau", "votes_run"}
     assert line["chosen_trueskill"]["votes_run"] == 300 and line["uniform_duel_elo"]["votes_run"] == 600
     assert line["chosen_trueskill"]["final_tau"] >= 0.9
     assert line["chosen_trueskill"]["votes_to_converge"] is not None
+    assert line["newcomer"]["polls_in_run"] > 0
+
+
+def test_a_newcomer_is_pivot_under_active_matchmaking_until_it_catches_up():
+    skills = true_skills(12, 60.0, random.Random(0))
+    result = run_newcomer(skills=skills, strategy="active", k=4, warmup=300, after=30, flip=0.0, seed=5, spacing=60.0)
+    # the others have had ~150 comparisons each, the newcomer at most 3 per poll: it is the pivot throughout
+    assert result["polls_in_run"] == 30
+    assert result["polls_to_settle"] is not None and result["polls_to_settle"] <= 30
 
 
 def test_simulation_refuses_too_few_models_for_the_mode():

@@ -30,16 +30,23 @@ class Command(BaseCommand):
         parser.add_argument("--full-ranking", action="store_true", help="free-for-all voters rank all four images")
         parser.add_argument("--threshold", type=float, default=0.9, help="Kendall tau that counts as converged")
         parser.add_argument("--bt-every", type=int, default=10, help="refit Bradley–Terry every N votes")
+        parser.add_argument("--newcomer-warmup", type=int, default=600,
+                            help="votes before a new model joins, in the newcomer run")
+        parser.add_argument("--newcomer-after", type=int, default=300,
+                            help="votes after the new model joins (0: skip the newcomer run)")
 
     def handle(self, *args, **opts):
         if opts["votes"] < 1 or opts["baseline_votes"] < 1 or opts["bt_every"] < 1:
             raise CommandError("--votes, --baseline-votes and --bt-every must be positive")
+        if opts["newcomer_warmup"] < 0 or opts["newcomer_after"] < 0:
+            raise CommandError("--newcomer-warmup and --newcomer-after must be >= 0")
         try:
             line = simulate_arena(
                 models=opts["models"], mode=opts["mode"], strategy=opts["strategy"], seed=opts["seed"],
                 flip=opts["flip"], votes=opts["votes"], baseline_votes=opts["baseline_votes"],
                 spacing=opts["spacing"], full_ranking=opts["full_ranking"], threshold=opts["threshold"],
-                bt_every=opts["bt_every"],
+                bt_every=opts["bt_every"], newcomer_warmup=opts["newcomer_warmup"],
+                newcomer_after=opts["newcomer_after"],
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from None
