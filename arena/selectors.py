@@ -78,6 +78,7 @@ class LeaderboardRow:
     votes: int
     games: int
     wins: float
+    auto: dict | None = None  # automatic scores (CCIP, aesthetic, alignment, character Elo); None = not computed
 
     @property
     def conservative(self) -> float:
@@ -101,8 +102,10 @@ def leaderboard(*, scope: str = Scope.OVERALL, sort: str = "elo") -> list[Leader
         for r in ratings
     ]
     rows.sort(key=lambda r: (-r.elo, r.name.lower()))
+    auto = automatic_scores()
     for i, row in enumerate(rows, start=1):
         row.rank = i
+        row.auto = auto.get(row.variant_id)
     rows.sort(key=SORT_KEYS.get(sort, SORT_KEYS["elo"]))
     return rows
 
@@ -163,3 +166,17 @@ def scope_choices() -> list[tuple[str, str]]:
     return [(Scope.OVERALL, "Overall"), (Mode.FIXED, "Fixed-prompt duels"), (Mode.FREE, "Free-prompt duels"), (Mode.FFA, "Free-for-all")]
 
 
+
+
+def automatic_scores() -> dict[int, dict]:
+    """Per model: the automatic judges' scores beside the human ratings (cached by the scoring app)."""
+    from generation.scoring import selectors as scoring
+
+    scores = scoring.model_scores()
+    char_elo = scoring.character_elo()
+    out = {}
+    for variant_id, s in scores.items():
+        c = char_elo.get(variant_id)
+        out[variant_id] = {**s, "char_elo": c["elo"] if c else None, "char_twa_elo": c["twa_elo"] if c else None,
+                           "char_duels": c["duels"] if c else 0}
+    return out
