@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -207,12 +207,3 @@ class VoteTable:
     def scopes(self) -> list[str]:
         return [OVERALL, *self.modes]
 
-
-def duel_record(id: int, timestamp: float, mode: str, a: int, b: int, result: int) -> VoteRecord:
-    """A duel record from a :class:`VoteTable`-style result code."""
-    ranks = ((0, 1), (1, 0), (0, 0), (0, 0))[result]
-    return VoteRecord(id, timestamp, mode, (a, b), ranks, both_bad=result == BOTH_BAD)
-
-
-def model_ids(records: Sequence[VoteRecord]) -> list[int]:
-    return sorted({p for r in records for p in r.players})

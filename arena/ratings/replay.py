@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from arena.ratings.log import DUEL_SCORE, OVERALL, VoteRecord, VoteTable, in_replay_order
+from arena.ratings.log import DUEL_SCORE, OVERALL, VoteRecord, VoteTable
 from arena.ratings.online import (
     EloParams, TrueSkillParams, duel_constants, elo_update, trueskill_duel, trueskill_update,
 )
