@@ -121,10 +121,8 @@ def poll_table(table: VoteTable, rows: np.ndarray) -> PollTable:
     cells = [cells_w, k_lo[tie] * m + k_hi[tie], k_hi[tie] * m + k_lo[tie]]
     outs = [out_w, tie, tie]
     weights = [np.ones(len(out_w)), np.full(len(tie), 0.5), np.full(len(tie), 0.5)]
-    counts = [duel_counts]
     f_cells, f_outs, f_weights = [], [], []
-    for j, (key, count) in enumerate(ffa.items()):
-        counts.append(np.array([count]))
+    for j, key in enumerate(ffa):
         for x, y, s in key:
             x, y = int(remap[x]), int(remap[y])
             if s == 1.0:
@@ -140,7 +138,7 @@ def poll_table(table: VoteTable, rows: np.ndarray) -> PollTable:
     weights.append(np.array(f_weights, dtype=np.float64))
     return PollTable(
         models=table.models[models_idx],
-        counts=np.concatenate(counts).astype(np.int64),
+        counts=np.concatenate([duel_counts, np.array(list(ffa.values()), dtype=np.int64)]).astype(np.int64),
         entry_outcome=np.concatenate(outs).astype(np.int64),
         entry_cell=np.concatenate(cells).astype(np.int64),
         entry_weight=np.concatenate(weights),

@@ -3,10 +3,11 @@
 Every vote counts in two scopes, its mode and :data:`~arena.ratings.log.OVERALL`. In each scope the votes
 are applied one by one in the log's stable order (timestamp, then id) with the very functions of
 :mod:`arena.ratings.online` that the live vote path calls, so a replay gives bit for bit the ratings that
-the live updates gave. The replay loops below inline nothing of their own: a duel's Elo change is the
-expression of :func:`~arena.ratings.online.elo_update` for one pair (written out so 10^6 votes replay in
-about a second), checked equal to it bit for bit by the tests, and a duel's TrueSkill update is
-:func:`~arena.ratings.online.trueskill_duel`, which ``trueskill_update`` also calls.
+the live updates gave. Two spots are written for speed, both checked equal to the online functions bit
+for bit by the property test in tests/ratings: a duel's Elo change is ``elo_update``'s expression for its
+one pair, written out in the loop (10^6 votes replay in under a second); a duel's TrueSkill update calls
+:func:`~arena.ratings.online.trueskill_duel`, the closed form that ``trueskill_update`` itself calls.
+Free-for-all polls go through ``elo_update`` and ``trueskill_update`` unchanged.
 
 Time-weighted average Elo (the Illustrious paper's Figure 5): a model's Elo averaged over the time it held
 each value. Its window runs from the model's first vote in the scope (the rating it held from then on is
