@@ -92,6 +92,21 @@ def webp_thumbnail(image: PILImage.Image, max_side: int = THUMB_MAX_SIDE) -> byt
     return buffer.getvalue()
 
 
+@dataclass(frozen=True)
+class EncodedImage:
+    """The three files stored for one image, encoded (CPU work that can overlap the next batch on the GPU)."""
+
+    size: tuple[int, int]
+    original: bytes
+    voter: bytes
+    thumb: bytes
+
+
+def encode_for_storage(image: PILImage.Image, parameters: str) -> EncodedImage:
+    return EncodedImage(size=image.size, original=png_with_parameters(image, parameters),
+                        voter=png_without_metadata(image), thumb=webp_thumbnail(image))
+
+
 def png_text_chunks(data: bytes | PILImage.Image) -> dict[str, str]:
     """The text chunks (tEXt, zTXt, iTXt) of a PNG."""
     image = data if isinstance(data, PILImage.Image) else PILImage.open(io.BytesIO(data))

@@ -58,9 +58,12 @@ MAX_STEPS = 150
 MAX_JOB_TASKS = 20_000
 MAX_PROMPTS_PER_IMPORT = 5_000
 MAX_PROMPT_CHARS = 5_000
-# A task whose worker died is taken back by its own redelivered message at once (same claim token); any
-# other message may take it only after this long, longer than the task's hard time limit.
+# A task whose worker died is taken back by its own redelivered message (same claim token). One still marked
+# running long after any worker could be on it (its message was lost) is put back by job_retry_failed.
 MAX_TASK_ATTEMPTS = 5
+# Batches per queue message: more overlap of encoding with generation, and a killed worker redoes at most this
+# many batches (only their unfinished images).
+BATCHES_PER_MESSAGE = 4
 
 
 def _now():
@@ -255,8 +258,6 @@ def variant_register(
     name = (name or "").strip()
     if not name:
         raise ValidationError("a model needs a name")
-    if ModelVariant.objects.filter(name=name).exists():
-        raise ValidationError(f"a model named {name!r} already exists")
     if kind not in ModelVariant.Kind.values:
         raise ValidationError(f"kind {kind!r} is not one of {', '.join(ModelVariant.Kind.values)}")
     if prediction is not None and prediction not in ModelVariant.Prediction.values:
@@ -274,6 +275,8 @@ def variant_register(
         lora_rows.append((str(Path(lora_path).expanduser().resolve()), float(weight), lora_check(path=lora_path)))
     if len({p for p, _, _ in lora_rows}) != len(lora_rows):
         raise ValidationError("the same LoRA file is listed twice")
+    if ModelVariant.objects.filter(name=name).exists():
+        raise ValidationError(f"a model named {name!r} already exists")
     values: dict[str, Any] = {"cfg_scale": 4.5 if prediction == ModelVariant.Prediction.V else 6.0}
     values.update(defaults or {})
     errors = sampler_settings_errors(
@@ -455,6 +458,16 @@ def character_reference_add(*, character: Character, data: bytes) -> CharacterRe
 # --- images ---------------------------------------------------------------------------------------------------
 
 
+def image_encode(*, variant: ModelVariant, prompt: Prompt, image: PILImage.Image, seed: int, sampler: str, steps: int,
+                 cfg_scale: float, clip_skip: int = 1, negative_prompt: str = "") -> png.EncodedImage:
+    """The three files of an image (no database access: safe in a helper thread)."""
+    width, height = image.size
+    parameters = png.a1111_parameters(prompt=prompt.text, negative_prompt=negative_prompt, steps=steps, sampler=sampler,
+                                      cfg_scale=cfg_scale, seed=seed, width=width, height=height, model=variant.name,
+                                      clip_skip=clip_skip)
+    return png.encode_for_storage(image, parameters)
+
+
 def image_store(
     *,
     variant: ModelVariant,
@@ -471,10 +484,12 @@ def image_store(
     seconds: float = 0.0,
     worker: str = "",
     job: GenerationJob | None = None,
+    encoded: png.EncodedImage | None = None,
 ) -> Image:
     """Store a generated image: the original PNG with A1111's ``parameters`` chunk, a re-encoded voter copy
     with no metadata and a WebP thumbnail, through the storage API under opaque names. Idempotent: if the
-    image of this (model, prompt, settings) is stored already, that one is returned and nothing is written."""
+    image of this (model, prompt, settings) is stored already, that one is returned and nothing is written.
+    ``encoded`` passes the three files encoded beforehand (by ``image_encode``, e.g. in another thread)."""
     if image.size != (int(width), int(height)):
         raise ValidationError(f"the image is {image.size[0]}×{image.size[1]}, not {width}×{height}")
     if not 0 <= int(seed) <= 2**63 - 1:
@@ -486,15 +501,17 @@ def image_store(
     existing = Image.objects.filter(variant=variant, prompt=prompt, settings_key=key).first()
     if existing is not None:
         return existing
-    parameters = png.a1111_parameters(prompt=prompt.text, negative_prompt=negative_prompt, steps=steps,
-                                      sampler=sampler, cfg_scale=cfg_scale, seed=seed, width=width, height=height,
-                                      model=variant.name, clip_skip=clip_skip)
+    if encoded is None:
+        encoded = image_encode(variant=variant, prompt=prompt, image=image, seed=seed, sampler=sampler, steps=steps,
+                               cfg_scale=cfg_scale, clip_skip=clip_skip, negative_prompt=negative_prompt)
+    elif encoded.size != image.size:
+        raise ValidationError("the encoded files do not match the image")
     record = Image(variant=variant, prompt=prompt, negative_prompt=negative_prompt, seed=int(seed), sampler=sampler,
                    steps=int(steps), cfg_scale=float(cfg_scale), width=int(width), height=int(height),
                    clip_skip=int(clip_skip), settings_key=key, seconds=float(seconds), worker=worker[:200], job=job)
-    record.file.save("original.png", ContentFile(png.png_with_parameters(image, parameters)), save=False)
-    record.voter_file.save("voter.png", ContentFile(png.png_without_metadata(image)), save=False)
-    record.thumb.save("thumb.webp", ContentFile(png.webp_thumbnail(image)), save=False)
+    record.file.save("original.png", ContentFile(encoded.original), save=False)
+    record.voter_file.save("voter.png", ContentFile(encoded.voter), save=False)
+    record.thumb.save("thumb.webp", ContentFile(encoded.thumb), save=False)
     try:
         with transaction.atomic():
             record.save()
@@ -705,11 +722,18 @@ def job_cancel(*, job: GenerationJob) -> int:
     return cancelled
 
 
+def _stale_after() -> timedelta:
+    hard_limit = getattr(settings, "GENERATION_TASK_TIME_LIMIT", 16 * 60)
+    return timedelta(seconds=int(hard_limit) + 120)
+
+
 def job_retry_failed(*, job: GenerationJob) -> int:
-    """Put the failed tasks of a job back in the queue. Returns how many."""
+    """Put the failed tasks of a job back in the queue (and any left running by a lost message, long after a
+    worker could still be on them). Returns how many."""
     with transaction.atomic():
         job = GenerationJob.objects.select_for_update().get(pk=job.pk)
-        ids = list(job.tasks.filter(status=GenerationTask.Status.FAILED).values_list("id", flat=True))
+        stale = Q(status=GenerationTask.Status.RUNNING, started_at__lt=_now() - _stale_after())
+        ids = list(job.tasks.filter(Q(status=GenerationTask.Status.FAILED) | stale).values_list("id", flat=True))
         if not ids:
             raise ValidationError(f"{job} has no failed images to retry")
         GenerationTask.objects.filter(id__in=ids).update(
@@ -786,11 +810,11 @@ def tasks_create_live(*, prompt: Prompt, variants: list[ModelVariant], seed: int
 
 
 def tasks_enqueue(*, task_ids: Sequence[int], batch_size: int | None = None) -> int:
-    """Send pending tasks to the ``gpu`` queue: grouped by model and settings (model-major), one message per
-    batch. Returns the number of messages."""
+    """Send pending tasks to the ``gpu`` queue: grouped by model and settings (model-major), a few batches per
+    message (so a worker encodes one batch while it generates the next). Returns the number of messages."""
     from generation.tasks import run_tasks
 
-    batch = max(1, int(batch_size or settings.GENERATION_BATCH_SIZE))
+    batch = max(1, int(batch_size or settings.GENERATION_BATCH_SIZE)) * BATCHES_PER_MESSAGE
     rows = (GenerationTask.objects.filter(id__in=list(task_ids), status=GenerationTask.Status.PENDING)
             .order_by("variant_id", "sampler", "steps", "cfg_scale", "width", "height", "clip_skip", "id")
             .values_list("id", "variant_id", "sampler", "steps", "cfg_scale", "width", "height", "clip_skip"))
@@ -853,7 +877,14 @@ def tasks_fail(*, task_ids: Sequence[int], error: str) -> int:
     return failed
 
 
-def task_complete(*, task: GenerationTask, image: PILImage.Image, seconds: float, worker: str) -> Image:
+def task_encode(task: GenerationTask, image: PILImage.Image) -> png.EncodedImage:
+    return image_encode(variant=task.variant, prompt=task.prompt, image=image, seed=task.seed, sampler=task.sampler,
+                        steps=task.steps, cfg_scale=task.cfg_scale, clip_skip=task.clip_skip,
+                        negative_prompt=task.negative_prompt)
+
+
+def task_complete(*, task: GenerationTask, image: PILImage.Image, seconds: float, worker: str,
+                  encoded: png.EncodedImage | None = None) -> Image:
     """Store a task's image and mark the task done, in one transaction (a worker killed before the commit
     leaves no image row; one killed after it leaves a done task that no delivery takes again)."""
     with transaction.atomic():
@@ -861,7 +892,7 @@ def task_complete(*, task: GenerationTask, image: PILImage.Image, seconds: float
             variant=task.variant, prompt=task.prompt, image=image, seed=task.seed, sampler=task.sampler,
             steps=task.steps, cfg_scale=task.cfg_scale, width=task.width, height=task.height,
             clip_skip=task.clip_skip, negative_prompt=task.negative_prompt, seconds=seconds, worker=worker,
-            job=task.job,
+            job=task.job, encoded=encoded,
         )
         _task_link(task=task, image=stored)
     return stored
@@ -958,6 +989,7 @@ def tasks_run(
             result.reused += 1
         else:
             todo.append(task)
+    store = _OverlappedStore(worker=worker, result=result)
     groups: dict[tuple, list[GenerationTask]] = {}
     for task in todo:
         groups.setdefault((task.variant_id, task.sampler, task.steps, task.cfg_scale, task.width, task.height, task.clip_skip), []).append(task)
@@ -970,6 +1002,19 @@ def tasks_run(
             except Exception as exc:
                 result.failed += tasks_fail(task_ids=[t.pk for t in group], error=f"bad request: {exc}")
                 continue
+            try:  # load first (or take it from the worker's cache): a load failure marks the model failing
+                _pipeline_load(pipelines, spec)
+            except pipelines.OutOfMemory as exc:
+                raise TransientGenerationFault(f"out of GPU memory loading {variant.name}: {_one_line(exc, 300)}", out_of_memory=True) from exc
+            except SoftTimeLimitExceeded:
+                raise
+            except Exception as exc:
+                message = f"{variant.name} failed to load: {_one_line(exc, 400)}"
+                logger.warning("%s", message)
+                variant_mark_failing(variant_id=variant.pk, message=message)
+                variant.health = ModelVariant.Health.FAILING
+                result.failed += tasks_fail(task_ids=[t.pk for t in group], error=message)
+                continue
             for start in range(0, len(group), batch):
                 chunk, chunk_requests = group[start:start + batch], requests[start:start + batch]
                 started = time.perf_counter()
@@ -977,11 +1022,6 @@ def tasks_run(
                     pictures = generate(spec, chunk_requests, batch_size=batch, device=_device())
                 except pipelines.OutOfMemory as exc:
                     raise TransientGenerationFault(f"out of GPU memory at batch size {batch}: {_one_line(exc, 300)}", out_of_memory=True) from exc
-                except _load_errors() as exc:
-                    message = f"{variant.name} failed to load: {_one_line(exc, 400)}"
-                    variant_mark_failing(variant_id=variant.pk, message=message)
-                    result.failed += tasks_fail(task_ids=[t.pk for t in group[start:]], error=message)
-                    break
                 except pipelines.GenerationError as exc:
                     result.failed += tasks_fail(task_ids=[t.pk for t in chunk], error=_one_line(exc))
                     continue
@@ -996,33 +1036,62 @@ def tasks_run(
                 if len(pictures) != len(chunk):
                     result.failed += tasks_fail(task_ids=[t.pk for t in chunk], error=f"the pipeline returned {len(pictures)} images for {len(chunk)} requests")
                     continue
-                for task, picture in zip(chunk, pictures):
-                    task_complete(task=task, image=picture, seconds=elapsed / len(chunk), worker=worker)
-                    result.stored += 1
+                # Encode this batch's files in a helper thread while the next batch generates; store the
+                # previous batch (database and storage writes stay in this thread).
+                store.submit(chunk, pictures, elapsed)
                 if variant.health != ModelVariant.Health.OK:
                     variant_mark_healthy(variant_id=variant.pk)
                     variant.health = ModelVariant.Health.OK
-                for job_id in {t.job_id for t in chunk if t.job_id}:
-                    job_refresh_status(job_id=job_id)
+        store.flush()
     except TransientGenerationFault:
+        store.flush()  # what was made is kept
         tasks_release(task_ids=[t.pk for t in tasks], token=token)
         raise
+    finally:
+        store.close()
     for job_id in result.job_ids:
         job_refresh_status(job_id=job_id)
     return result
 
 
-def _load_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that mean 'this checkpoint cannot be loaded' (the model is then marked failing)."""
-    pipelines = _pipelines()
+class _OverlappedStore:
+    """Stores batches one behind: batch k's files are encoded in a helper thread (Pillow releases the GIL while
+    it compresses) during batch k+1's generation, then written here, in the caller's thread and transaction."""
 
-    errors: list[type[BaseException]] = []
-    for name in ("CheckpointError", "PipelineLoadError", "LoadError"):
-        error = getattr(pipelines, name, None)
-        if isinstance(error, type) and issubclass(error, BaseException):
-            errors.append(error)
-    errors.extend([FileNotFoundError, OSError])
-    return tuple(errors)
+    def __init__(self, *, worker: str, result: RunResult):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.worker, self.result = worker, result
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generation-encode")
+        self.waiting: tuple | None = None
+
+    def submit(self, chunk: list[GenerationTask], pictures: list, elapsed: float) -> None:
+        future = self.pool.submit(lambda: [task_encode(t, p) for t, p in zip(chunk, pictures)])
+        self.flush()
+        self.waiting = (chunk, pictures, elapsed, future)
+
+    def flush(self) -> None:
+        if self.waiting is None:
+            return
+        chunk, pictures, elapsed, future = self.waiting
+        self.waiting = None
+        encoded = future.result()
+        for task, picture, files in zip(chunk, pictures, encoded):
+            task_complete(task=task, image=picture, seconds=elapsed / len(chunk), worker=self.worker, encoded=files)
+            self.result.stored += 1
+        for job_id in {t.job_id for t in chunk if t.job_id}:
+            job_refresh_status(job_id=job_id)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _pipeline_load(api, spec) -> None:
+    """Load ``spec`` into the worker's pipeline cache (a hit when it is there already)."""
+    resolver = getattr(api, "resolve_device", None)
+    if resolver is None:
+        from generation.pipelines.loading import resolve_device as resolver
+    api.pipeline_cache().get(spec, resolver(_device()))
 
 
 def tasks_fail_claimed(*, task_ids: Iterable[int], token: str, error: str) -> int:

@@ -59,12 +59,22 @@ class FakePipelines:
     def inspect_checkpoint(self, path):
         raise FakeCheckpointError("fake pipelines do not inspect checkpoints")
 
-    def generate(self, spec, requests, *, batch_size=4, device=None):
+    def resolve_device(self, device=None):
+        return device or "cpu"
+
+    def pipeline_cache(self):
+        return self
+
+    def get(self, spec, device):  # the pipeline cache's get: loads once per key
         if spec.key in self.fail_load:
-            raise FakeCheckpointError(f"cannot load {spec.source_path}: truncated file")
+            raise FakeGenerationError(f"cannot load {spec.source_path}: truncated file")
         if spec.key not in self.cached:
             self.loads[spec.key] = self.loads.get(spec.key, 0) + 1
             self.cached.append(spec.key)
+        return self
+
+    def generate(self, spec, requests, *, batch_size=4, device=None):
+        self.get(spec, self.resolve_device(device))
         self.calls.append((spec.key, len(requests), batch_size))
         if self.before_generate is not None:
             self.before_generate(spec, requests)

@@ -15,6 +15,10 @@ from generation.models import ModelVariant
 class Command(BaseCommand):
     help = "Register a local SDXL checkpoint (.safetensors file or diffusers folder) as a model variant."
 
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        # --version names the model's version here (Illustrious XL v2.0), replacing Django's --version flag.
+        return super().create_parser(prog_name, subcommand, conflict_handler="resolve", **kwargs)
+
     def add_arguments(self, parser):
         parser.add_argument("path", help="a single .safetensors checkpoint or a diffusers folder")
         parser.add_argument("--name", required=True)
@@ -22,7 +26,7 @@ class Command(BaseCommand):
         parser.add_argument("--prediction", choices=ModelVariant.Prediction.values, default=None,
                             help="eps or v (default: detected from the v_pred marker key)")
         parser.add_argument("--family", default="Illustrious XL")
-        parser.add_argument("--version", default="")
+        parser.add_argument("--version", default="", help="the model's version, e.g. v2.0")
         parser.add_argument("--parent", default=None, help="name of the variant this one was tuned from")
         parser.add_argument("--lora", action="append", default=[], metavar="PATH[:WEIGHT]",
                             help="a LoRA file (kohya or diffusers keys) and its weight; repeatable")
