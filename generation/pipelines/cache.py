@@ -64,10 +64,19 @@ class PipelineCache:
         return sum(getattr(e, "nbytes", 0) for e in self._entries.values())
 
     def get(self, spec: VariantSpec, device: str):
-        """The LoadedPipeline for (spec, device): from the cache, or loaded (evicting least recently used)."""
+        """The LoadedPipeline for (spec, device): from the cache, or loaded (evicting least recently used).
+
+        A cached pipeline whose checkpoint or LoRA files changed on disk since it was loaded is reloaded.
+        """
         key = (spec, device)
+        fingerprint = files_fingerprint(spec)
         with self._lock:
             entry = self._entries.get(key)
+            if entry is not None and getattr(entry, "fingerprint", fingerprint) != fingerprint:
+                log.info("pipeline cache: files of %s changed on disk; reloading", spec.key)
+                del self._entries[key]
+                self._free()
+                entry = None
             if entry is not None:
                 self._entries.move_to_end(key)
                 self.hits += 1
@@ -76,6 +85,10 @@ class PipelineCache:
                 self._evict_oldest()
             entry = self._load(spec, device)
             self.loads += 1
+            try:
+                entry.fingerprint = fingerprint
+            except AttributeError:
+                pass
             self._entries[key] = entry
             if self.max_bytes is not None:
                 while self.nbytes > self.max_bytes and len(self._entries) > 1:
@@ -117,6 +130,20 @@ class PipelineCache:
         with self._lock:
             self._entries.clear()
             self._free()
+
+
+def _stat(path: str) -> tuple:
+    p = os.path.join(path, "model_index.json") if os.path.isdir(path) else path
+    try:
+        st = os.stat(p)
+    except OSError:
+        return (path, None)
+    return (path, st.st_mtime_ns, st.st_size)
+
+
+def files_fingerprint(spec: VariantSpec) -> tuple:
+    """(path, mtime, size) of the checkpoint and each LoRA: a replaced file invalidates its cached pipeline."""
+    return (_stat(spec.source_path),) + tuple(_stat(lora.path) for lora in spec.loras)
 
 
 _CACHE: PipelineCache | None = None

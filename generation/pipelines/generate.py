@@ -45,6 +45,8 @@ def bare_generate(spec: VariantSpec, requests: list[GenerationRequest], *, devic
     requests = list(requests)
     for req in requests:
         validate_request(req)
+        if req.hires_scale != 1.0:
+            raise GenerationError("bare_generate makes base images only: no hires pass")
     loaded = load_pipeline(spec, resolve_device(device))
     pipe, images = loaded.pipe, []
     for req in requests:

@@ -170,6 +170,17 @@ class LoadedPipeline:
         self.encoder = PromptEncoder(pipe)
         self.nbytes = _param_bytes(pipe)
         self._embeds: dict[tuple[str, str, int], tuple] = {}
+        self._img2img = None
+
+    @property
+    def img2img(self):
+        """The image-to-image pipeline on the same modules (no extra memory), for the hires pass."""
+        if self._img2img is None:
+            from diffusers import StableDiffusionXLImg2ImgPipeline
+
+            self._img2img = StableDiffusionXLImg2ImgPipeline.from_pipe(self.pipe)
+            self._img2img.set_progress_bar_config(disable=True)
+        return self._img2img
 
     # prompt embeddings are memoised per (prompt, negative, clip skip): a job's S seeds encode once
     def encode(self, prompt: str, negative: str, clip_skip: int):
@@ -184,7 +195,9 @@ class LoadedPipeline:
     def batch_key(self, req: GenerationRequest) -> tuple:
         """Requests with equal keys can share a batch without changing any image."""
         chunks = self.encoder.count_chunks(req.prompt, req.negative_prompt)
-        return (req.sampler, req.steps, float(req.cfg_scale), req.width, req.height, float(req.guidance_rescale), chunks)
+        hires = (float(req.hires_scale), req.hires_steps, float(req.hires_denoise)) if req.hires_scale != 1.0 else None
+        return (req.sampler, req.steps, float(req.cfg_scale), req.width, req.height, float(req.guidance_rescale), chunks,
+                hires)
 
     def generate_arrays(self, requests: list[GenerationRequest], *, batch_size: int = 4):
         """float images [H, W, 3] in 0..1, in request order; batches requests that share settings.
@@ -220,38 +233,48 @@ class LoadedPipeline:
             return torch.cat([e[i] for e in encoded]).to(self.device, self.dtype)
 
         seeds = [int(r.seed) for r in reqs]
-        self.pipe.scheduler = build_scheduler(
-            first.sampler, self.base_scheduler_config, prediction_type=self.spec.prediction_type, seeds=seeds
+        embeds = dict(
+            prompt_embeds=stack(0),
+            pooled_prompt_embeds=stack(1),
+            negative_prompt_embeds=stack(2),
+            negative_pooled_prompt_embeds=stack(3),
+            guidance_scale=float(first.cfg_scale),
+            guidance_rescale=float(first.guidance_rescale),
         )
-        # one CPU generator per image: the same seed gives the same noise alone, in a batch and on any device
-        generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
+        hires = first.hires_scale != 1.0
         try:
             with torch.inference_mode(), warnings.catch_warnings():
                 # torchsde's Brownian tree complains about float rounding at the interval ends; harmless
                 warnings.filterwarnings("ignore", message=r"Should have tb<=t1")
-                out = self.pipe(
-                    prompt_embeds=stack(0),
-                    pooled_prompt_embeds=stack(1),
-                    negative_prompt_embeds=stack(2),
-                    negative_pooled_prompt_embeds=stack(3),
-                    num_inference_steps=first.steps,
-                    guidance_scale=float(first.cfg_scale),
-                    guidance_rescale=float(first.guidance_rescale),
-                    width=first.width,
-                    height=first.height,
-                    generator=generators,
-                    output_type="np",
-                )
+                out = self._call(self.pipe, seeds, first, embeds, width=first.width, height=first.height,
+                                 num_inference_steps=first.steps, output_type="pt" if hires else "np")
+                if hires:
+                    width, height = first.output_size()
+                    upscaled = torch.nn.functional.interpolate(
+                        out.images.float(), size=(height, width), mode="bicubic", antialias=True, align_corners=False
+                    ).clamp(0, 1)
+                    out = self._call(self.img2img, seeds, first, embeds, image=upscaled.to(self.dtype),
+                                     strength=float(first.hires_denoise),
+                                     num_inference_steps=first.hires_steps or first.steps, output_type="np")
         except torch.OutOfMemoryError:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-            raise OutOfMemory(
-                f"out of GPU memory generating {len(reqs)} image(s) at {first.width}x{first.height}"
-            ) from None
+            width, height = first.output_size()
+            raise OutOfMemory(f"out of GPU memory generating {len(reqs)} image(s) at {width}x{height}") from None
         images = out.images
         if not np.isfinite(images).all():
             raise GenerationError("the model produced NaN/inf values (try another sampler or fewer steps)")
         return [np.asarray(img, dtype=np.float32) for img in images]
+
+    def _call(self, pipe, seeds: list[int], first: GenerationRequest, embeds: dict, **kwargs):
+        import torch
+
+        pipe.scheduler = build_scheduler(
+            first.sampler, self.base_scheduler_config, prediction_type=self.spec.prediction_type, seeds=seeds
+        )
+        # one CPU generator per image: the same seed gives the same noise alone, in a batch and on any device
+        generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
+        return pipe(**embeds, generator=generators, **kwargs)
 
 
 def to_pil(array):

@@ -70,6 +70,18 @@ def validate_request(req: GenerationRequest) -> None:
     if not isinstance(req.guidance_rescale, (int, float)) or not 0 <= req.guidance_rescale <= 1:
         raise GenerationError(f"guidance rescale must be between 0 and 1, got {req.guidance_rescale!r}")
     validate_size(req.width, req.height)
+    if not isinstance(req.hires_scale, (int, float)) or not 1.0 <= req.hires_scale <= 4.0:
+        raise GenerationError(f"hires scale must be from 1 (off) to 4, got {req.hires_scale!r}")
+    if req.hires_scale != 1.0:
+        if not isinstance(req.hires_steps, int) or not 0 <= req.hires_steps <= MAX_STEPS:
+            raise GenerationError(f"hires steps must be from 0 (same as steps) to {MAX_STEPS}, got {req.hires_steps!r}")
+        if not isinstance(req.hires_denoise, (int, float)) or not 0 < req.hires_denoise <= 1:
+            raise GenerationError(f"hires denoising strength must be above 0 and at most 1, got {req.hires_denoise!r}")
+        width, height = req.output_size()
+        try:
+            validate_size(width, height)
+        except GenerationError as exc:
+            raise GenerationError(f"hires size {width}x{height} is out of range: {exc}") from None
 
 
 def validate_size(width: int, height: int) -> None:

@@ -52,6 +52,21 @@ class GenerationRequest:
     height: int = 1024
     clip_skip: int = 1  # A1111 convention: 1 = no skip (SDXL's usual penultimate layer), 2 = one layer earlier
     guidance_rescale: float = 0.0
+    # optional hires pass (A1111 "Hires. fix"): upscale the image by hires_scale and run image-to-image with
+    # strength hires_denoise for hires_steps (0 = the same steps); hires_scale 1.0 = off
+    hires_scale: float = 1.0
+    hires_steps: int = 0
+    hires_denoise: float = 0.5
+
+    def output_size(self) -> tuple[int, int]:
+        """(width, height) of the final image: the hires size when the hires pass is on."""
+        if self.hires_scale == 1.0:
+            return self.width, self.height
+        return hires_size(self.width, self.hires_scale), hires_size(self.height, self.hires_scale)
+
+
+def hires_size(side: int, scale: float) -> int:
+    return int(round(side * scale / 8)) * 8
 
 
 @dataclass(frozen=True)

@@ -170,6 +170,26 @@ def test_non_square_sizes_give_images_of_that_size(loaded):
     assert image.shape == (64, 96, 3)
 
 
+def test_hires_pass_upscales_and_refines_with_image_to_image(loaded):
+    lp = loaded["v_file"]
+    hires = [req(seed=s, hires_scale=1.5, hires_steps=2, hires_denoise=0.5, sampler="Euler a") for s in (1, 2)]
+    batched = lp.generate_arrays(hires, batch_size=2)
+    assert [im.shape for im in batched] == [(96, 96, 3)] * 2
+    assert all(np.isfinite(im).all() and im.std() > 1e-3 for im in batched)
+    np.testing.assert_allclose(batched[1], lp.generate_arrays(hires[1:])[0], atol=2e-4)
+    assert hires[0].output_size() == (96, 96) and req().output_size() == (64, 64)
+
+
+def test_hires_settings_are_validated():
+    validate_request(GenerationRequest("x", width=832, height=1216, hires_scale=1.5, hires_steps=10))
+    with pytest.raises(GenerationError, match="hires size 2560x2560 is out of range"):
+        validate_request(GenerationRequest("x", width=1024, height=1024, hires_scale=2.5))
+    with pytest.raises(GenerationError, match="hires scale"):
+        validate_request(GenerationRequest("x", hires_scale=0.5))
+    with pytest.raises(GenerationError, match="hires denoising strength"):
+        validate_request(GenerationRequest("x", width=512, height=512, hires_scale=2, hires_denoise=0))
+
+
 # -- seeds and batching ----------------------------------------------------------------------------------
 
 
@@ -296,6 +316,21 @@ def test_lru_cache_evicts_the_least_recently_used_by_count():
     assert cache.loads == 4 and len(cache) == 2
     cache.clear()
     assert len(cache) == 0 and cache.loads == 4
+
+
+def test_a_checkpoint_replaced_on_disk_is_reloaded(tmp_path):
+    import os
+
+    path = tmp_path / "m.safetensors"
+    path.write_bytes(b"v1")
+    cache = PipelineCache(max_entries=2, loader=lambda spec, device: _Stub(spec, 1))
+    spec = VariantSpec("m", "single_file", str(path))
+    first = cache.get(spec, "cpu")
+    assert cache.get(spec, "cpu") is first
+    path.write_bytes(b"version 2")
+    os.utime(path, ns=(1, 1))
+    assert cache.get(spec, "cpu") is not first
+    assert cache.loads == 2 and len(cache) == 1
 
 
 def test_lru_cache_can_be_bounded_by_memory():
