@@ -167,3 +167,39 @@ def test_tiny_builds_are_deterministic(tiny_models):
     for name in ("unet", "vae", "text_encoder", "text_encoder_2"):
         sa, sb = getattr(a, name).state_dict(), getattr(b, name).state_dict()
         assert all(torch.equal(sa[k], sb[k]) for k in sa), name
+
+
+def test_bundled_sdxl_config_describes_real_sdxl_and_its_single_file_layout(tmp_path, monkeypatch):
+    """Real Illustrious/SDXL single files load with the bundled config (checked on empty, meta-device weights)."""
+    from accelerate import init_empty_weights
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, infer_diffusers_model_type
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    from generation.pipelines.configs import bundled_config_dir, guess_bundled_config
+    from generation.pipelines.sgm import clip_g_to_sgm, clip_l_to_sgm, unet_to_sgm, vae_to_sgm
+
+    monkeypatch.setenv("ARENA_CONFIG_CACHE", str(tmp_path))
+    folder = str(bundled_config_dir("sdxl"))
+    assert bundled_config_dir("sdxl") == Path(folder)  # materialised once
+    with init_empty_weights():
+        unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(folder, subfolder="unet"))
+        vae = AutoencoderKL.from_config(AutoencoderKL.load_config(folder, subfolder="vae"))
+        te1 = CLIPTextModel(CLIPTextConfig.from_pretrained(folder, subfolder="text_encoder"))
+        te2 = CLIPTextModelWithProjection(CLIPTextConfig.from_pretrained(folder, subfolder="text_encoder_2"))
+    sizes = [sum(p.numel() for p in m.parameters()) for m in (unet, vae, te1, te2)]
+    assert sizes == [2_567_463_684, 83_653_863, 123_060_480, 694_659_840]  # SDXL base 1.0
+
+    sgm = {**unet_to_sgm(unet.state_dict(), dict(unet.config)), **vae_to_sgm(vae.state_dict(), dict(vae.config)),
+           **clip_l_to_sgm(te1.state_dict()), **clip_g_to_sgm(te2.state_dict())}
+    assert infer_diffusers_model_type(sgm) == "xl_base"
+    assert guess_bundled_config({k: tuple(v.shape) for k, v in sgm.items()}) == "sdxl"
+    for key in ["model.diffusion_model.input_blocks.7.1.transformer_blocks.9.attn1.to_k.weight",
+                "model.diffusion_model.output_blocks.8.0.skip_connection.weight",
+                "conditioner.embedders.1.model.transformer.resblocks.31.mlp.c_proj.bias"]:
+        assert key in sgm
+    # diffusers' own converter maps our SGM names back onto every UNet parameter
+    back = convert_ldm_unet_checkpoint(sgm, dict(unet.config))
+    assert set(back) == set(unet.state_dict())
+    tok2 = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer_2", local_files_only=True)
+    assert tok2.pad_token == "!" and tok2.pad_token_id == 0
