@@ -396,26 +396,26 @@ class _State:
 
 
 def ratings_replay() -> dict[tuple[int, str], _State]:
-    """Every rating, recomputed from the counted votes of the log in its stable order (created_at, id)."""
-    elo_p, ts_p = elo_params(), trueskill_params()
+    """Every rating, recomputed by the ratings engine from the counted votes of the log in its stable order
+    (created_at, id), with the same online functions the live vote path calls."""
+    from arena.reports import vote_records
+    from arena.ratings.replay import replay
+
+    records = vote_records(Scope.OVERALL)
+    last: dict[tuple[int, str], dt.datetime] = {}
+    for vote_at, mode, variants in Vote.objects.filter(counted=True).order_by("created_at", "id").values_list(
+        "created_at", "mode", "variants"
+    ).iterator(chunk_size=5000):
+        for v in variants:
+            last[(v, mode)] = last[(v, Scope.OVERALL)] = vote_at
     state: dict[tuple[int, str], _State] = {}
-    log = Vote.objects.filter(counted=True).order_by("created_at", "id").values_list(
-        "mode", "variants", "ranks", "full_ranking", "created_at"
-    )
-    for mode, variants, ranks, full, created_at in log.iterator(chunk_size=5000):
-        outcome = Outcome(players=tuple(variants), ranks=tuple(ranks), full_ranking=full)
-        counts = _pair_counts(outcome)
-        for scope in (mode, Scope.OVERALL):
-            current = {v: state.setdefault((v, scope), _State(elo_p.initial, ts_p.mu, ts_p.sigma)) for v in variants}
-            new_elo = elo_update({v: s.elo for v, s in current.items()}, outcome, elo_p)
-            new_ts = trueskill_update({v: (s.mu, s.sigma) for v, s in current.items()}, outcome, ts_p)
-            for v, s in current.items():
-                s.elo = new_elo[v]
-                s.mu, s.sigma = new_ts[v]
-                s.votes += 1
-                s.games += counts[v][0]
-                s.wins += counts[v][1]
-                s.last_vote_at = created_at
+    for scope, ratings in replay(records, elo=elo_params(), trueskill=trueskill_params()).items():
+        for variant_id, r in ratings.items():
+            state[(variant_id, scope)] = _State(
+                elo=float(r.elo), mu=float(r.mu), sigma=float(r.sigma), votes=int(r.votes), games=int(r.games),
+                wins=float(r.wins),
+                last_vote_at=last.get((variant_id, scope)),
+            )
     return state
 
 
