@@ -1,4 +1,12 @@
+import os
+
 import pytest
+
+# Nothing may reach a model hub, in any test.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(autouse=True)
@@ -17,13 +25,16 @@ def _media_and_cache(settings, tmp_path):
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
-    """Tiny SDXL-shaped models (random weights, the real classes), built once per session.
-    Set ARENA_TINY_MODELS_DIR to reuse one build across sessions."""
-    import os
+    """Tiny SDXL-shaped models (random weights, the real diffusers/transformers classes), built once per
+    session by ``generation.tiny.make_tiny_models``; a ``generation.tiny.TinyModels`` of paths (see
+    tests/generation/conftest.py). Set ARENA_TINY_MODELS_DIR to reuse one build across sessions.
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    Torch runs single-threaded unless OMP_NUM_THREADS says otherwise: tiny models gain nothing from threads,
+    and on shared CPUs OpenMP's spin-waiting threads made the generation tests 2-3x slower."""
+    import torch
+
     from generation.tiny import make_tiny_models
 
+    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS") or 1)))
     root = os.environ.get("ARENA_TINY_MODELS_DIR") or tmp_path_factory.mktemp("tiny-models")
     return make_tiny_models(root)

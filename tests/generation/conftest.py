@@ -18,23 +18,4 @@ Torch runs single-threaded here unless OMP_NUM_THREADS says otherwise: tiny mode
 and on shared CPUs OpenMP's spin-waiting threads made the generation tests 2-3x slower.
 """
 
-import os
-
-import pytest
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-
-
-@pytest.fixture(scope="session")
-def tiny_models(tmp_path_factory):
-    import torch
-
-    from generation.tiny import make_tiny_models
-
-    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS") or 1)))
-
-    root = os.environ.get("ARENA_TINY_MODELS_DIR") or tmp_path_factory.mktemp("tiny-models")
-    return make_tiny_models(root)
+# The offline environment and the fixture itself lives in tests/conftest.py, so the arena's browser test shares the one build.
