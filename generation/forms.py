@@ -60,7 +60,9 @@ class JobForm(forms.Form):
     prompt_text = forms.CharField(widget=forms.Textarea(attrs={"rows": 4, "placeholder": "one prompt a line"}),
                                   required=False, label="Pasted prompts", max_length=200_000)
     seeds = forms.CharField(initial="1, 2", help_text="e.g. 1, 2, 3 · 10-13 · random:4", max_length=5000)
-    sampler = forms.ChoiceField(required=False, label="Sampler")
+    sampler = forms.ChoiceField(required=False, label="Sampler",
+                                help_text="images meet in fixed-prompt duels only when all settings match: set them "
+                                          "here to compare models whose defaults differ (e.g. eps and v-prediction CFG)")
     steps = forms.IntegerField(required=False, min_value=1, max_value=services.MAX_STEPS)
     cfg_scale = forms.FloatField(required=False, min_value=0, max_value=30, label="CFG scale")
     width = forms.IntegerField(required=False, min_value=services.MIN_SIDE, max_value=services.MAX_SIDE)

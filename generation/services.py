@@ -1003,7 +1003,7 @@ def tasks_run(
                 result.failed += tasks_fail(task_ids=[t.pk for t in group], error=f"bad request: {exc}")
                 continue
             try:  # load first (or take it from the worker's cache): a load failure marks the model failing
-                _pipeline_load(pipelines, spec)
+                store.overlap(_pipeline_load(pipelines, spec))
             except pipelines.OutOfMemory as exc:
                 raise TransientGenerationFault(f"out of GPU memory loading {variant.name}: {_one_line(exc, 300)}", out_of_memory=True) from exc
             except SoftTimeLimitExceeded:
@@ -1059,16 +1059,31 @@ class _OverlappedStore:
     it compresses) during batch k+1's generation, then written here, in the caller's thread and transaction."""
 
     def __init__(self, *, worker: str, result: RunResult):
-        from concurrent.futures import ThreadPoolExecutor
-
         self.worker, self.result = worker, result
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generation-encode")
+        self.pool = None
         self.waiting: tuple | None = None
 
+    def overlap(self, device: str) -> None:
+        """Overlap only when the model runs on an accelerator: on CPU the encoder thread would take a core
+        from torch's threads (which then wait for it), so there it encodes inline."""
+        if self.pool is None and str(device).startswith("cuda"):
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generation-encode")
+
     def submit(self, chunk: list[GenerationTask], pictures: list, elapsed: float) -> None:
-        future = self.pool.submit(lambda: [task_encode(t, p) for t, p in zip(chunk, pictures)])
+        work = lambda: [task_encode(t, p) for t, p in zip(chunk, pictures)]  # noqa: E731
+        if self.pool is None:
+            from concurrent.futures import Future
+
+            future: Future = Future()
+            future.set_result(work())
+        else:
+            future = self.pool.submit(work)
         self.flush()
         self.waiting = (chunk, pictures, elapsed, future)
+        if self.pool is None:
+            self.flush()
 
     def flush(self) -> None:
         if self.waiting is None:
@@ -1083,15 +1098,18 @@ class _OverlappedStore:
             job_refresh_status(job_id=job_id)
 
     def close(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _pipeline_load(api, spec) -> None:
-    """Load ``spec`` into the worker's pipeline cache (a hit when it is there already)."""
+def _pipeline_load(api, spec) -> str:
+    """Load ``spec`` into the worker's pipeline cache (a hit when it is there already); returns the device."""
     resolver = getattr(api, "resolve_device", None)
     if resolver is None:
         from generation.pipelines.loading import resolve_device as resolver
-    api.pipeline_cache().get(spec, resolver(_device()))
+    device = resolver(_device())
+    api.pipeline_cache().get(spec, device)
+    return device
 
 
 def tasks_fail_claimed(*, task_ids: Iterable[int], token: str, error: str) -> int:

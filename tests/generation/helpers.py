@@ -39,6 +39,7 @@ class FakePipelines:
     fail_prompt: str | None = None
     cached: list[str] = field(default_factory=list)
     before_generate: Any = None
+    device: str = "cpu"  # "cuda" makes the worker encode one batch while the next one generates
 
     GenerationError = FakeGenerationError
     OutOfMemory = FakeOutOfMemory
@@ -60,7 +61,7 @@ class FakePipelines:
         raise FakeCheckpointError("fake pipelines do not inspect checkpoints")
 
     def resolve_device(self, device=None):
-        return device or "cpu"
+        return device or self.device
 
     def pipeline_cache(self):
         return self

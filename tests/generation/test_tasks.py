@@ -35,6 +35,7 @@ def _job(django_capture_on_commit_callbacks, *, models=2, prompts=2, seeds=(1, 2
 def test_job_matrix_generates_every_image_once_and_loads_each_model_once(fake_pipelines, scored, settings,
                                                                           django_capture_on_commit_callbacks):
     settings.GENERATION_BATCH_SIZE = 2
+    fake_pipelines.device = "cuda"  # batches are encoded in a helper thread while the next one generates
     job, variants = _job(django_capture_on_commit_callbacks, models=2, prompts=3, seeds=(1, 2))
     assert job.status == GenerationJob.Status.DONE and job.finished_at is not None
     assert job.tasks.filter(status=GenerationTask.Status.DONE, image__isnull=False).count() == 12
@@ -125,12 +126,30 @@ def test_a_checkpoint_that_fails_to_load_marks_the_model_failing(fake_pipelines,
     assert ModelVariant.objects.get(name="Good").health == ModelVariant.Health.OK
 
 
-def test_out_of_memory_retries_with_smaller_batches(fake_pipelines, django_capture_on_commit_callbacks, settings):
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_out_of_memory_retries_with_smaller_batches(fake_pipelines, django_capture_on_commit_callbacks, settings, device):
     settings.GENERATION_BATCH_SIZE = 4
+    fake_pipelines.device = device
     fake_pipelines.oom_above_batch = 1
     job, _ = _job(django_capture_on_commit_callbacks, models=1, prompts=2, seeds=(1, 2))
     assert [size for _, _, size in fake_pipelines.calls] == [4, 2, 1, 1, 1, 1]
     assert job.status == GenerationJob.Status.DONE and Image.objects.count() == 4
+
+
+def test_batches_made_before_running_out_of_memory_are_kept(fake_pipelines, django_capture_on_commit_callbacks, settings):
+    settings.GENERATION_BATCH_SIZE = 2
+    fake_pipelines.device = "cuda"
+    seen = []
+
+    def oom_on_third_batch(spec, requests):
+        seen.append(len(requests))
+        if len(seen) == 3:
+            raise fake_pipelines.OutOfMemory("CUDA out of memory")
+
+    fake_pipelines.before_generate = oom_on_third_batch
+    job, _ = _job(django_capture_on_commit_callbacks, models=1, prompts=4, seeds=(1, 2))
+    assert job.status == GenerationJob.Status.DONE and Image.objects.count() == 8
+    assert fake_pipelines.images_made == 8  # the two batches stored before the fault were not made again
 
 
 def test_out_of_memory_at_batch_one_gives_up_with_a_clear_error(fake_pipelines, django_capture_on_commit_callbacks, settings):

@@ -38,6 +38,7 @@ PROMPTS = [
 SEEDS = [1, 2]
 SIZE = 256
 STEPS = 4
+CFG = 5.0
 DEFAULTS = {"width": SIZE, "height": SIZE, "steps": STEPS, "sampler": "Euler a"}
 
 
@@ -97,8 +98,11 @@ class Command(BaseCommand):
     def _job(self, variants: list[ModelVariant], prompt_set: PromptSet) -> GenerationJob:
         job = GenerationJob.objects.filter(name=JOB_NAME).order_by("-id").first()
         if job is None:
-            job = services.job_create(name=JOB_NAME, variants=variants, prompt_set=prompt_set, seeds=SEEDS)
-            self.stdout.write(f"scheduled {job} ({job.tasks.count()} images)"
+            # One set of settings for every model (not each model's defaults: the v-prediction model's CFG
+            # differs), so all four images of a prompt and seed share a settings key and can meet in polls.
+            job = services.job_create(name=JOB_NAME, variants=variants, prompt_set=prompt_set, seeds=SEEDS,
+                                      sampler="Euler a", steps=STEPS, cfg_scale=CFG, width=SIZE, height=SIZE)
+            self.stdout.write(f"scheduled {job} ({job.tasks.count()} images at {SIZE}×{SIZE}, {STEPS} steps, CFG {CFG:g}, seeds {SEEDS})"
                               + ("" if settings.CELERY_TASK_ALWAYS_EAGER else "; the gpu workers will make them"))
         elif job.tasks.filter(status=GenerationTask.Status.FAILED).exists():
             services.job_retry_failed(job=job)
