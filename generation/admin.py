@@ -58,6 +58,15 @@ class ModelVariantAdmin(admin.ModelAdmin):
         self.message_user(request, f"{queryset.count()} models marked healthy.", messages.SUCCESS)
 
 
+@admin.register(VariantLora)
+class VariantLoraAdmin(admin.ModelAdmin):
+    form = VariantLoraAdminForm
+    list_display = ("variant", "path", "weight", "format", "position")
+    list_select_related = ("variant",)
+    autocomplete_fields = ("variant",)
+    search_fields = ("path", "variant__name")
+
+
 class CharacterReferenceInline(admin.TabularInline):
     model = CharacterReference
     extra = 1

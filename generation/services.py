@@ -634,8 +634,9 @@ def job_create(
     enqueued on the ``gpu`` queue once the transaction commits, grouped by model and settings."""
     variants = list(variants)
     errors: dict[str, list[str]] = {}
-    if _variant_errors(variants):
-        errors["variants"] = _variant_errors(variants)
+    variant_errors = _variant_errors(variants)
+    if variant_errors:
+        errors["variants"] = variant_errors
     seed_list = list(dict.fromkeys(int(s) for s in seeds))
     if not seed_list:
         errors.setdefault("seeds", []).append("give at least one seed")

@@ -169,3 +169,26 @@ def test_non_staff_cannot_download_originals(client, voter):
     image = services.image_store(variant=variant, prompt=Prompt.objects.create(text="x"), image=PILImage.new("RGB", (256, 256)),
                                  seed=1, sampler="Euler a", steps=2, cfg_scale=5.0, width=256, height=256)
     assert client.get(reverse("generation:image_download", args=[image.pk])).status_code == 403
+
+
+@pytest.mark.parametrize("model", ["modelvariant", "variantlora", "character", "characterreference", "promptset",
+                                   "prompt", "generationjob", "generationtask", "image"])
+def test_django_admin_pages_of_every_generation_model(client, model, django_capture_on_commit_callbacks):
+    from django.contrib import admin
+
+    from generation import models
+
+    client.force_login(get_user_model().objects.create_user("root", is_staff=True, is_superuser=True))
+    variant = make_variant("A")
+    models.VariantLora.objects.create(variant=variant, path="/models/style.safetensors", weight=0.5)
+    prompt = Prompt.objects.create(text="1girl")
+    image = services.image_store(variant=variant, prompt=prompt, image=PILImage.new("RGB", (256, 256)), seed=1,
+                                 sampler="Euler a", steps=2, cfg_scale=5.0, width=256, height=256)
+    with django_capture_on_commit_callbacks(execute=False):
+        services.job_create(variants=[variant], prompt_set=make_prompt_set(n=1), seeds=[1])
+    character = Character.objects.create(name="Miku")
+    models.CharacterReference.objects.create(character=character, image=image.voter_file.name)
+    changelist = client.get(reverse(f"admin:generation_{model}_changelist"))
+    assert changelist.status_code == 200
+    obj = getattr(models, {m._meta.model_name: m.__name__ for m in admin.site._registry}[model]).objects.first()
+    assert client.get(reverse(f"admin:generation_{model}_change", args=[obj.pk])).status_code == 200
