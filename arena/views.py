@@ -10,7 +10,16 @@ from django.core.files.storage import default_storage
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.vary import vary_on_headers
+
+
+
+def poll_response(view):
+    """A poll is issued to one voter once: its pages are never cached, and caches tell a URL's full page from
+    its htmx partial."""
+    return never_cache(vary_on_headers("HX-Request")(view))
 from django_ratelimit.core import is_ratelimited
 
 from arena import selectors, services
@@ -82,16 +91,19 @@ def _issue(request: HttpRequest, mode: str) -> HttpResponse:
 # --- polls ----------------------------------------------------------------------------------------------------
 
 
+@poll_response
 @require_GET
 def fixed_duel(request: HttpRequest) -> HttpResponse:
     return _issue(request, Mode.FIXED)
 
 
+@poll_response
 @require_GET
 def free_for_all(request: HttpRequest) -> HttpResponse:
     return _issue(request, Mode.FFA)
 
 
+@poll_response
 @require_http_methods(["GET", "POST"])
 def free_duel(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
@@ -119,6 +131,7 @@ def _voter_poll(request: HttpRequest, token: uuid.UUID) -> Poll:
     return poll
 
 
+@poll_response
 @require_GET
 def poll_detail(request: HttpRequest, token: uuid.UUID) -> HttpResponse:
     """A poll as it stands: the progress of a generating one, the images of a ready one, the reveal after the vote."""
@@ -174,6 +187,7 @@ def _parse_vote(post) -> tuple[str, int | None, list[int] | None]:
     return choice, best, ranking
 
 
+@poll_response
 @require_POST
 def poll_vote(request: HttpRequest, token: uuid.UUID) -> HttpResponse:
     choice, best, ranking = _parse_vote(request.POST)
@@ -213,6 +227,7 @@ def _reveal(request: HttpRequest, poll: Poll, vote: Vote, entries: list, *, repl
 # --- leaderboard and models -----------------------------------------------------------------------------------
 
 
+@poll_response
 @require_GET
 def leaderboard(request: HttpRequest) -> HttpResponse:
     scope = request.GET.get("scope", Scope.OVERALL)

@@ -9,8 +9,9 @@ document.addEventListener("keydown", function (event) {
   if (/^[1-4]$/.test(event.key)) {
     button = poll.querySelector('[data-key="' + event.key + '"]');
   } else if (event.key === " " || event.key === "Enter") {
-    if (target && target.tagName === "BUTTON") return; // the focused button handles it natively
     button = poll.querySelector('[data-key="next"]');
+    // Another focused button (a choice reached with Tab) keeps its own native activation.
+    if (target && target.tagName === "BUTTON" && target !== button) return;
   }
   if (button && !button.disabled) {
     event.preventDefault();
@@ -21,4 +22,17 @@ document.addEventListener("keydown", function (event) {
 document.addEventListener("htmx:afterSwap", function () {
   const next = document.querySelector('#poll [data-key="next"]');
   if (next) next.focus();
+});
+// "Next" loads the next poll into #poll without a page reload (a plain navigation without htmx).
+document.addEventListener("click", function (event) {
+  const button = event.target.closest && event.target.closest("[data-next-url]");
+  if (!button) return;
+  event.preventDefault();
+  const url = button.getAttribute("data-next-url");
+  if (window.htmx && document.getElementById("poll")) {
+    button.disabled = true;
+    window.htmx.ajax("GET", url, { target: "#poll", swap: "innerHTML" });
+  } else {
+    window.location.href = url;
+  }
 });
