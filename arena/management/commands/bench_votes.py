@@ -111,13 +111,17 @@ def _client_process(port: int, deadline: float, seed: int, threads: int, out: mp
         w.start()
     for w in workers:
         w.join()
+    out.put(_merge(results))
+
+
+def _merge(results: list[dict]) -> dict:
     merged = {"latencies": [], "accepted": [], "errors": {}}
     for r in results:
         merged["latencies"] += r["latencies"]
         merged["accepted"] += r["accepted"]
         for k, v in r["errors"].items():
             merged["errors"][k] = merged["errors"].get(k, 0) + v
-    out.put(merged)
+    return merged
 
 
 class Command(BaseCommand):
@@ -247,13 +251,7 @@ class Command(BaseCommand):
         results = [out.get(timeout=seconds + 120) for _ in procs]
         for p in procs:
             p.join()
-        merged = {"latencies": [], "accepted": [], "errors": {}}
-        for r in results:
-            merged["latencies"] += r["latencies"]
-            merged["accepted"] += r["accepted"]
-            for k, v in r["errors"].items():
-                merged["errors"][k] = merged["errors"].get(k, 0) + v
-        return merged
+        return _merge(results)
 
     # -- steps run inside the bench database ------------------------------------------------------------------
 
