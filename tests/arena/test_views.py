@@ -277,3 +277,10 @@ def test_leaderboard_query_count(client, arena, django_assert_max_num_queries):
     # ratings, vote counts, and the scoring app's model list and two freshness checks
     with django_assert_max_num_queries(5):
         assert client.get(reverse("arena:leaderboard"), **HX).status_code == 200
+
+
+def test_css_and_htmx_are_served_without_debug(client):
+    for path in ["/static/css/arena.css", "/static/js/arena.js", "/static/django_htmx/htmx-2.min.js"]:
+        response = client.get(path)
+        assert response.status_code == 200, path
+        assert b"".join(response.streaming_content if response.streaming else [response.content])
