@@ -94,7 +94,8 @@ def _counted(scope: str):
     return votes if scope == Scope.OVERALL else votes.filter(mode=scope)
 
 
-def _record(vid, created_at, mode, variants, ranks, full_ranking, choice) -> VoteRecord:
+def record_from_row(vid, created_at, mode, variants, ranks, full_ranking, choice) -> VoteRecord:
+    """A vote row (id, created_at, mode, variants, ranks, full_ranking, choice) as the ratings engine reads it."""
     return VoteRecord(
         id=vid, timestamp=created_at, mode=mode, players=tuple(variants), ranks=tuple(ranks),
         full_ranking=full_ranking, both_bad=choice == Vote.Choice.BOTH_BAD,
@@ -106,7 +107,7 @@ def vote_records(scope: str) -> list[VoteRecord]:
     rows = _counted(scope).order_by("created_at", "id").values_list(
         "id", "created_at", "mode", "variants", "ranks", "full_ranking", "choice"
     )
-    return [_record(*row) for row in rows.iterator(chunk_size=5000)]
+    return [record_from_row(*row) for row in rows.iterator(chunk_size=5000)]
 
 
 def _fingerprint(count: int, id_sum: int, id_max: int) -> str:
@@ -324,7 +325,7 @@ def vote_log(scope: str) -> VoteLog:
     )
     records, judges, choices, hashes = [], {}, {}, {}
     for vid, created_at, mode, variants, ranks, full, choice, key in rows.iterator(chunk_size=5000):
-        records.append(_record(vid, created_at, mode, variants, ranks, full, choice))
+        records.append(record_from_row(vid, created_at, mode, variants, ranks, full, choice))
         if key not in hashes:
             hashes[key] = voter_hash(key)
         judges[vid] = hashes[key]

@@ -398,14 +398,18 @@ class _State:
 def ratings_replay() -> dict[tuple[int, str], _State]:
     """Every rating, recomputed by the ratings engine from the counted votes of the log in its stable order
     (created_at, id), with the same online functions the live vote path calls."""
-    from arena.reports import vote_records
+    from arena.reports import record_from_row
     from arena.ratings.replay import replay
 
-    records = vote_records(Scope.OVERALL)
+    # One pass over the log gives both the engine's records and each rating's last vote time.
+    records = []
     last: dict[tuple[int, str], dt.datetime] = {}
-    for vote_at, mode, variants in Vote.objects.filter(counted=True).order_by("created_at", "id").values_list(
-        "created_at", "mode", "variants"
-    ).iterator(chunk_size=5000):
+    rows = Vote.objects.filter(counted=True).order_by("created_at", "id").values_list(
+        "id", "created_at", "mode", "variants", "ranks", "full_ranking", "choice"
+    )
+    for row in rows.iterator(chunk_size=5000):
+        records.append(record_from_row(*row))
+        _vid, vote_at, mode, variants = row[:4]
         for v in variants:
             last[(v, mode)] = last[(v, Scope.OVERALL)] = vote_at
     state: dict[tuple[int, str], _State] = {}
