@@ -141,9 +141,9 @@ class Rating(models.Model):
 
 class LeaderboardSnapshot(models.Model):
     """A leaderboard computed from the counted votes of one scope, stored with the parameters used and the hash
-    of the vote log it came from (``arena.ratings.log.vote_log_hash``), so a page view reuses it while the log
+    of the vote log it came from (``ratings.log.vote_log_hash``), so a page view reuses it while the log
     is unchanged. ``log_fingerprint`` is a cheap check (count, sum and max of the counted vote ids) read with one
-    aggregate query; ``rows`` are ``arena.ratings.leaderboard.LeaderboardRow.as_dict()`` values, best first."""
+    aggregate query; ``rows`` are ``ratings.leaderboard.LeaderboardRow.as_dict()`` values, best first."""
 
     scope = models.CharField(max_length=8, choices=Scope.choices)
     computed_at = models.DateTimeField(db_index=True)

@@ -6,7 +6,7 @@ Kinds (:data:`PLOTS`):
 * ``ratings``: Bradley–Terry ratings with their 95% bootstrap intervals (from the stored leaderboard);
 * ``winrate``: the pairwise win-rate matrix (row model's share of wins against the column model, ties half);
 * ``battles``: the pairwise battle-count matrix (free-for-all polls expanded to pairs);
-* ``elo_over_time``: online Elo after each vote for the top models, replayed with ``arena.ratings.online``;
+* ``elo_over_time``: online Elo after each vote for the top models, replayed with ``ratings.online``;
 * ``votes_per_day``: counted votes per UTC day, stacked by mode.
 
 Matrices and the Elo lines show at most :data:`MAX_MODELS` models, best first by the stored leaderboard.
@@ -25,9 +25,9 @@ from django.core.cache import cache
 from arena import reports
 from arena.models import Mode, Scope
 from arena.rating_settings import elo_params
-from arena.ratings.bradley_terry import poll_table
-from arena.ratings.log import VoteTable
-from arena.ratings.online import elo_update
+from ratings.bradley_terry import poll_table
+from ratings.log import VoteTable
+from ratings.online import elo_update
 
 PLOTS = {
     "ratings": "Bradley–Terry rating with 95% interval",
@@ -185,7 +185,7 @@ def _draw_battles(board: reports.Board, fmt: str) -> bytes:
 
 def elo_history(board: reports.Board, points: int = 300) -> tuple[list[dt.datetime], dict[int, list[float]]]:
     """Online Elo of the top models after each vote of the scope (sampled to about ``points`` steps),
-    replayed with ``arena.ratings.online.elo_update``, the function the live vote path uses."""
+    replayed with ``ratings.online.elo_update``, the function the live vote path uses."""
     records = reports.vote_records(board.scope)
     top = [r["model_id"] for r in board.rows[:MAX_LINES]]
     params = elo_params()

@@ -2,7 +2,7 @@
 
 from django.conf import settings
 
-from arena.ratings.online import EloParams, TrueSkillParams
+from ratings.online import EloParams, TrueSkillParams
 
 
 def elo_params() -> EloParams:

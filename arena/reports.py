@@ -1,7 +1,7 @@
 """Stored leaderboards, exports of leaderboards and of the vote log, and the health of the evaluation.
 
 Everything here is derived from the append-only vote log (``Vote``, counted votes, in the stable order
-(created_at, id)) through :mod:`arena.ratings`; nothing re-implements the rating math.
+(created_at, id)) through :mod:`ratings`; nothing re-implements the rating math.
 
 Stored leaderboards
     :func:`leaderboard_compute` replays the counted votes of a scope with ``compute_leaderboard`` and stores a
@@ -15,7 +15,7 @@ Stored leaderboards
 
 Exports
     Leaderboards as CSV, JSON and Markdown; the vote log in Chatbot Arena's clean-battle format (via
-    :func:`arena.ratings.battles.clean_battles`) and as JSONL. Voter ids appear only as ``voter_hash`` (a salted
+    :func:`ratings.battles.clean_battles`) and as JSONL. Voter ids appear only as ``voter_hash`` (a salted
     keyed hash of the voter's random id); session keys and addresses never leave the database.
 
 Health of the evaluation
@@ -45,10 +45,10 @@ from django.utils import timezone
 
 from arena.models import LeaderboardSnapshot, Mode, PollEntry, Scope, Vote
 from arena.rating_settings import elo_params, trueskill_params
-from arena.ratings.battles import clean_battles
-from arena.ratings.bradley_terry import BTParams
-from arena.ratings.leaderboard import compute_leaderboard, leaderboard_params
-from arena.ratings.log import VoteRecord, in_replay_order, vote_log_hash
+from ratings.battles import clean_battles
+from ratings.bradley_terry import BTParams
+from ratings.leaderboard import compute_leaderboard, leaderboard_params
+from ratings.log import VoteRecord, in_replay_order, vote_log_hash
 from arena.voters import salted_hash
 from generation.models import ModelVariant
 
@@ -338,7 +338,7 @@ def vote_log(scope: str) -> VoteLog:
 
 
 def _json_list(items: Iterable[dict], batch: int = 2000) -> Iterator[str]:
-    """Streams the same text as :func:`arena.ratings.battles.write_battles` writes."""
+    """Streams the same text as :func:`ratings.battles.write_battles` writes."""
     yield "["
     count = 0
     chunk: list[str] = []
@@ -355,13 +355,13 @@ def _json_list(items: Iterable[dict], batch: int = 2000) -> Iterator[str]:
 
 def battles_stream(log: VoteLog) -> Iterator[str]:
     """The log in Chatbot Arena's clean-battle format: a JSON list in replay order; a free-for-all poll
-    becomes its pairwise results (``question_id`` ``"<vote id>.<n>"``), as ``arena.ratings.outcomes.pairwise``
+    becomes its pairwise results (``question_id`` ``"<vote id>.<n>"``), as ``ratings.outcomes.pairwise``
     expands it; ``judge`` is the hashed voter id."""
     return _json_list(clean_battles(log.records, log.names, judges=log.judges, anony=True))
 
 
 def jsonl_line(record: VoteRecord, log: VoteLog) -> dict:
-    """One JSONL line: ``VoteRecord.as_dict()`` (so ``arena.ratings.log.records_from_jsonl`` parses the file
+    """One JSONL line: ``VoteRecord.as_dict()`` (so ``ratings.log.records_from_jsonl`` parses the file
     back into the same records) plus the choice, the model names in screen order, ``tstamp`` and the hashed
     voter as ``judge``."""
     return {

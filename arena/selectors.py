@@ -8,8 +8,8 @@ from django.db.models import Count, Exists, FilteredRelation, OuterRef, Q
 
 from arena.models import Mode, Poll, Rating, Scope, Vote
 from arena.rating_settings import trueskill_params
-from arena.ratings.matchmaking import Candidate
-from arena.ratings.outcomes import Outcome, pairwise
+from ratings.matchmaking import Candidate
+from ratings.outcomes import Outcome, pairwise
 from generation.models import Image, ModelVariant, Prompt
 
 SORT_KEYS = {

@@ -26,9 +26,9 @@ from arena.errors import (
 )
 from arena.models import Mode, Poll, PollEntry, Rating, Scope, Vote
 from arena.rating_settings import elo_params, trueskill_params
-from arena.ratings import matchmaking
-from arena.ratings.online import elo_update, trueskill_update
-from arena.ratings.outcomes import Outcome, pairwise
+from ratings import matchmaking
+from ratings.online import elo_update, trueskill_update
+from ratings.outcomes import Outcome, pairwise
 from generation.models import GenerationTask, Image, ModelVariant, Prompt
 
 _rng = random.SystemRandom()
@@ -399,7 +399,7 @@ def ratings_replay() -> dict[tuple[int, str], _State]:
     """Every rating, recomputed by the ratings engine from the counted votes of the log in its stable order
     (created_at, id), with the same online functions the live vote path calls."""
     from arena.reports import record_from_row
-    from arena.ratings.replay import replay
+    from ratings.replay import replay
 
     # One pass over the log gives both the engine's records and each rating's last vote time.
     records = []

@@ -1,6 +1,6 @@
 """A minimal online Elo with a time-weighted average, for the automatic character-similarity duels.
 
-Pure Python, no Django. (``arena.ratings`` has the human-vote version, but generation may not import arena;
+Pure Python, no Django. (``ratings`` has the human-vote version, but generation may not import arena;
 the formulas are the same: expected = 1 / (1 + base ** ((r_b - r_a) / scale)), r' = r + K (actual - expected).)
 
 Time-weighted average (the paper's Figure 5): each player's rating is averaged over the replay, weighted by how

@@ -11,10 +11,10 @@ from rest_framework.authtoken.models import Token
 
 from arena import reports
 from arena.models import LeaderboardSnapshot, Mode, Vote
-from arena.ratings.battles import parse_clean_battles, write_battles, clean_battles
-from arena.ratings.leaderboard import compute_leaderboard
-from arena.ratings.log import records_from_jsonl, vote_log_hash
-from arena.ratings.outcomes import pairwise
+from ratings.battles import parse_clean_battles, write_battles, clean_battles
+from ratings.leaderboard import compute_leaderboard
+from ratings.log import records_from_jsonl, vote_log_hash
+from ratings.outcomes import pairwise
 from tests.arena.votelog import cast, small_log
 
 pytestmark = pytest.mark.django_db

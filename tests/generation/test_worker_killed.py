@@ -41,7 +41,7 @@ def redis_url() -> str:
 SETUP = textwrap.dedent("""
     import django, json, sys
     django.setup()
-    from arena.celery import app
+    from config.celery import app
     app.conf.task_routes = {"generation.*": {"queue": sys.argv[1]}}
     from generation import services
     from generation.models import Prompt
@@ -75,7 +75,7 @@ def test_worker_killed_mid_task_generates_the_image_exactly_once(redis_url, tiny
     db = tmp_path / "db.sqlite3"
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{db}", "CELERY_BROKER_URL": redis_url, "REDIS_URL": "",
            "CELERY_TASK_ALWAYS_EAGER": "0", "MEDIA_ROOT": str(tmp_path / "media"), "ARENA_VAR_DIR": str(tmp_path / "var"),
-           "GENERATION_DEVICE": "cpu", "HF_HUB_OFFLINE": "1", "DJANGO_SETTINGS_MODULE": "arena.settings",
+           "GENERATION_DEVICE": "cpu", "HF_HUB_OFFLINE": "1", "DJANGO_SETTINGS_MODULE": "config.settings",
            "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=300)
     worker = subprocess.Popen(

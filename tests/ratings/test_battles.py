@@ -3,11 +3,11 @@ import json
 
 import pytest
 
-from arena.ratings.battles import (
+from ratings.battles import (
     clean_battles, parse_clean_battles, read_clean_battles, write_battles, write_table_battles,
 )
-from arena.ratings.bench import synthetic_duels
-from arena.ratings.log import VoteRecord, VoteTable
+from ratings.bench import synthetic_duels
+from ratings.log import VoteRecord, VoteTable
 
 NAMES = {1: "illustrious-xl-v0.1", 2: "illustrious-xl-v1.0", 3: 'odd "name"'}
 IDS = {v: k for k, v in NAMES.items()}

@@ -6,10 +6,10 @@ from pathlib import Path
 
 from django.core.management import call_command
 
-from arena.ratings.battles import read_clean_battles
-from arena.ratings.bradley_terry import BTParams
-from arena.ratings.bench import model_name, run_bench, synthetic_duels
-from arena.ratings.leaderboard import compute_leaderboard
+from ratings.battles import read_clean_battles
+from ratings.bradley_terry import BTParams
+from ratings.bench import model_name, run_bench, synthetic_duels
+from ratings.leaderboard import compute_leaderboard
 
 KEYS = {"votes", "elo_s", "bt_s", "bootstrap_s", "trueskill_s", "total_s", "peak_rss_mb"}
 
@@ -58,7 +58,7 @@ def test_the_ratings_package_imports_no_django():
     sources = {p.name: p.read_text() for p in package.glob("*.py")}
     assert not [name for name, text in sources.items() if "import django" in text or "from django" in text]
     # importing every module adds no Django module to what the parent package (its Celery app) loads
-    modules = [f"arena.ratings.{name[:-3]}" for name in sources if name != "__init__.py"]
+    modules = [f"ratings.{name[:-3]}" for name in sources if name != "__init__.py"]
     code = (
         "import sys\nimport arena\nbefore = {k for k in sys.modules if k.startswith('django')}\n"
         f"for m in {modules!r}: __import__(m)\n"

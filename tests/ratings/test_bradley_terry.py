@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize
 
-from arena.ratings.bradley_terry import (
+from ratings.bradley_terry import (
     BTParams, bootstrap_ratings, bradley_terry, bradley_terry_scope, poll_table, rank_by_interval,
 )
-from arena.ratings.log import VoteRecord, VoteTable
-from arena.ratings.outcomes import pairwise
+from ratings.log import VoteRecord, VoteTable
+from ratings.outcomes import pairwise
 
 SCALE_FACTOR = 400.0 / math.log(10.0)
 

@@ -2,10 +2,10 @@ import math
 
 import pytest
 
-from arena.ratings.log import VoteRecord
-from arena.ratings.online import EloParams, elo_expected, elo_update
-from arena.ratings.outcomes import Outcome
-from arena.ratings.replay import replay
+from ratings.log import VoteRecord
+from ratings.online import EloParams, elo_expected, elo_update
+from ratings.outcomes import Outcome
+from ratings.replay import replay
 
 DEFAULT = EloParams()
 

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from arena.ratings.matchmaking import STRATEGIES, Candidate, NotEnoughModels, pick
+from ratings.matchmaking import STRATEGIES, Candidate, NotEnoughModels, pick
 
 candidates_st = st.lists(
     st.builds(

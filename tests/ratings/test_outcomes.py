@@ -1,8 +1,8 @@
 import pytest
 
-from arena.ratings.leaderboard import compute_leaderboard
-from arena.ratings.log import VoteRecord
-from arena.ratings.outcomes import Outcome, pairwise
+from ratings.leaderboard import compute_leaderboard
+from ratings.log import VoteRecord
+from ratings.outcomes import Outcome, pairwise
 
 
 def test_a_duel_is_one_pair_scored_for_the_left_model():

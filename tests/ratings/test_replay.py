@@ -5,11 +5,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from arena.ratings.log import (
+from ratings.log import (
     OVERALL, VoteRecord, VoteTable, in_replay_order, records_from_jsonl, records_to_jsonl, vote_log_hash,
 )
-from arena.ratings.online import EloParams, TrueSkillParams
-from arena.ratings.replay import IncrementalRatings, replay
+from ratings.online import EloParams, TrueSkillParams
+from ratings.replay import IncrementalRatings, replay
 
 MODES = ("fixed", "free", "ffa")
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.stats import kendalltau
 
-from arena.ratings.simulate import KendallTau, Voter, converged_at, run_newcomer, simulate_arena, true_skills
+from ratings.simulate import KendallTau, Voter, converged_at, run_newcomer, simulate_arena, true_skills
 
 
 def test_kendall_tau_is_tau_b():

@@ -4,10 +4,10 @@ import random
 import pytest
 import trueskill
 
-from arena.ratings.online import (
+from ratings.online import (
     TrueSkillParams, conservative, duel_constants, trueskill_duel, trueskill_env, trueskill_update,
 )
-from arena.ratings.outcomes import Outcome
+from ratings.outcomes import Outcome
 
 
 def _package_env(p: TrueSkillParams) -> trueskill.TrueSkill:

@@ -1,11 +1,11 @@
-"""Time a full recompute of every rating from a synthetic duel log; print one JSON line (arena.ratings.bench)."""
+"""Time a full recompute of every rating from a synthetic duel log; print one JSON line (ratings.bench)."""
 
 import contextlib
 import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from arena.ratings.bench import run_bench
+from ratings.bench import run_bench
 
 
 class Command(BaseCommand):

@@ -190,7 +190,7 @@ class Command(BaseCommand):
                 subprocess.run([*manage, "bench_votes", "--seed-only", "--models", str(opts["models"]), "--prompts", str(opts["prompts"])], env=env, check=True)
                 port = _free_port()
                 server = subprocess.Popen(
-                    [sys.executable, "-m", "gunicorn", "arena.wsgi:application", "-b", f"127.0.0.1:{port}", "-w", str(workers),
+                    [sys.executable, "-m", "gunicorn", "config.wsgi:application", "-b", f"127.0.0.1:{port}", "-w", str(workers),
                      "-k", "gthread", "--threads", str(opts["threads"]), "--log-level", "warning", "--keep-alive", "30"],
                     env=env, cwd=settings.BASE_DIR,
                 )

@@ -1,11 +1,11 @@
-"""Simulate the arena against voters with hidden true skills; print one JSON line (see arena.ratings.simulate)."""
+"""Simulate the arena against voters with hidden true skills; print one JSON line (see ratings.simulate)."""
 
 import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from arena.ratings.matchmaking import STRATEGIES
-from arena.ratings.simulate import MODES, simulate_arena
+from ratings.matchmaking import STRATEGIES
+from ratings.simulate import MODES, simulate_arena
 
 
 class Command(BaseCommand):

@@ -7,17 +7,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 
-from arena.ratings.bradley_terry import BTParams, BTResult, bradley_terry, poll_table
-from arena.ratings.log import OVERALL, VoteRecord, VoteTable, vote_log_hash
-from arena.ratings.online import EloParams, TrueSkillParams, conservative
-from arena.ratings.replay import ScopeReplay, replay_table
+from ratings.bradley_terry import BTParams, BTResult, bradley_terry, poll_table
+from ratings.log import OVERALL, VoteRecord, VoteTable, vote_log_hash
+from ratings.online import EloParams, TrueSkillParams, conservative
+from ratings.replay import ScopeReplay, replay_table
 
 
 @dataclass(frozen=True, slots=True)
 class LeaderboardRow:
     model: int
     elo: float  # online Elo after the last vote
-    twa_elo: float  # time-weighted average Elo (see arena.ratings.replay)
+    twa_elo: float  # time-weighted average Elo (see ratings.replay)
     bt: float  # Bradley–Terry MLE on the Elo scale
     bt_lo: float  # bootstrap interval
     bt_hi: float

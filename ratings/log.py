@@ -1,7 +1,7 @@
 """The vote log as the ratings engine reads it: records, their stable order, a hash, a columnar table.
 
 A :class:`VoteRecord` is one counted vote: when it was cast, its id, its scope (the poll mode), the models
-in screen order with a rank each (see :mod:`arena.ratings.outcomes`), whether the ranking is full, and
+in screen order with a rank each (see :mod:`ratings.outcomes`), whether the ranking is full, and
 whether a tied duel was "both bad" (rated as a tie, kept distinct in the log and the exports).
 
 The log's stable order is (timestamp, id): replays, hashes and exports all use it.
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from arena.ratings.outcomes import Outcome
+from ratings.outcomes import Outcome
 
 #: The scope that every vote counts in besides its own mode.
 OVERALL = "overall"

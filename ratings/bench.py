@@ -4,7 +4,7 @@ The log (``synthetic_duels``): ``models`` models with true skills evenly spaced 
 apart, ``votes`` duels between uniformly drawn distinct pairs, outcomes from the Bradley–Terry model of
 those skills, with ties: a duel is a tie with probability ``tie_rate`` (half of them "both bad"),
 otherwise decided by Bradley–Terry. Timestamps advance by exponential gaps (mean 1 s); ids count up. It is
-held as numpy columns (:class:`~arena.ratings.log.VoteTable`), the shape a replay of the stored log takes.
+held as numpy columns (:class:`~ratings.log.VoteTable`), the shape a replay of the stored log takes.
 
 The recompute, timed stage by stage: online Elo with the time-weighted average (``elo_s``), the
 Bradley–Terry fit from the aggregated poll table (``bt_s``), its bootstrap (``bootstrap_s``), TrueSkill
@@ -23,12 +23,12 @@ from typing import IO
 
 import numpy as np
 
-from arena.ratings.battles import write_table_battles
-from arena.ratings.bradley_terry import BTParams, point_estimate, poll_table, with_interval
-from arena.ratings.leaderboard import LeaderboardRow, leaderboard_rows
-from arena.ratings.log import A_WON, B_WON, BOTH_BAD, OVERALL, TIE, VoteTable
-from arena.ratings.online import EloParams, TrueSkillParams
-from arena.ratings.replay import ScopeReplay, count_pass, elo_pass, trueskill_pass
+from ratings.battles import write_table_battles
+from ratings.bradley_terry import BTParams, point_estimate, poll_table, with_interval
+from ratings.leaderboard import LeaderboardRow, leaderboard_rows
+from ratings.log import A_WON, B_WON, BOTH_BAD, OVERALL, TIE, VoteTable
+from ratings.online import EloParams, TrueSkillParams
+from ratings.replay import ScopeReplay, count_pass, elo_pass, trueskill_pass
 
 
 def model_name(i: int) -> str:

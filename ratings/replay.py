@@ -1,12 +1,12 @@
 """Exact replay of the vote log, and the incremental (live-style) path it must equal.
 
-Every vote counts in two scopes, its mode and :data:`~arena.ratings.log.OVERALL`. In each scope the votes
+Every vote counts in two scopes, its mode and :data:`~ratings.log.OVERALL`. In each scope the votes
 are applied one by one in the log's stable order (timestamp, then id) with the very functions of
-:mod:`arena.ratings.online` that the live vote path calls, so a replay gives bit for bit the ratings that
+:mod:`ratings.online` that the live vote path calls, so a replay gives bit for bit the ratings that
 the live updates gave. Two spots are written for speed, both checked equal to the online functions bit
 for bit by the property test in tests/ratings: a duel's Elo change is ``elo_update``'s expression for its
 one pair, written out in the loop (10^6 votes replay in under a second); a duel's TrueSkill update calls
-:func:`~arena.ratings.online.trueskill_duel`, the closed form that ``trueskill_update`` itself calls.
+:func:`~ratings.online.trueskill_duel`, the closed form that ``trueskill_update`` itself calls.
 Free-for-all polls go through ``elo_update`` and ``trueskill_update`` unchanged.
 
 Time-weighted average Elo (the Illustrious paper's Figure 5): a model's Elo averaged over the time it held
@@ -25,11 +25,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from arena.ratings.log import DUEL_SCORE, OVERALL, VoteRecord, VoteTable
-from arena.ratings.online import (
+from ratings.log import DUEL_SCORE, OVERALL, VoteRecord, VoteTable
+from ratings.online import (
     EloParams, TrueSkillParams, duel_constants, elo_update, trueskill_duel, trueskill_update,
 )
-from arena.ratings.outcomes import Outcome, pairwise
+from ratings.outcomes import Outcome, pairwise
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,8 +6,8 @@ replay order. Model names replace model ids (a ``names`` mapping), ``tstamp`` is
 ``question_id`` is the vote id as a string.
 
 The format is pairwise: a free-for-all poll is written as its pairwise results (see
-:mod:`arena.ratings.outcomes`), each with ``question_id`` ``"<vote id>.<pair number>"``; those do not parse
-back into the poll (the JSONL export in :mod:`arena.ratings.log` is the lossless one). Duels round-trip
+:mod:`ratings.outcomes`), each with ``question_id`` ``"<vote id>.<pair number>"``; those do not parse
+back into the poll (the JSONL export in :mod:`ratings.log` is the lossless one). Duels round-trip
 exactly.
 """
 
@@ -17,8 +17,8 @@ import json
 from collections.abc import Iterable, Iterator, Mapping
 from typing import IO
 
-from arena.ratings.log import A_WON, B_WON, BOTH_BAD, TIE, VoteRecord, VoteTable, in_replay_order
-from arena.ratings.outcomes import pairwise
+from ratings.log import A_WON, B_WON, BOTH_BAD, TIE, VoteRecord, VoteTable, in_replay_order
+from ratings.outcomes import pairwise
 
 WINNERS = ("model_a", "model_b", "tie", "tie (bothbad)")  # indexed by A_WON, B_WON, TIE, BOTH_BAD
 DEFAULT_JUDGE = "anonymous"

@@ -8,7 +8,7 @@ free-for-all by the Plackett–Luce model (the best image is i with probability 
 (``flip``) answers at random instead with that probability: in a duel they pick the other image, in a
 free-for-all they pick one of the others (uniformly).
 
-Each run drives the real matchmaker (:func:`arena.ratings.matchmaking.pick`, fed TrueSkill μ/σ and pairwise
+Each run drives the real matchmaker (:func:`ratings.matchmaking.pick`, fed TrueSkill μ/σ and pairwise
 game counts as the site feeds it) and the real online updates, vote by vote. After every vote the
 estimated ranking is compared with the true one by Kendall's tau (tau-b, so the all-equal start scores
 0). ``votes_to_converge`` is the first vote count after which tau stays at or above ``threshold`` (0.9)
@@ -41,10 +41,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from arena.ratings.bradley_terry import fit_log_odds
-from arena.ratings.matchmaking import Candidate, pick
-from arena.ratings.online import EloParams, TrueSkillParams, elo_update, trueskill_update
-from arena.ratings.outcomes import Outcome, pairwise
+from ratings.bradley_terry import fit_log_odds
+from ratings.matchmaking import Candidate, pick
+from ratings.online import EloParams, TrueSkillParams, elo_update, trueskill_update
+from ratings.outcomes import Outcome, pairwise
 
 MODES = {"duel": 2, "ffa4": 4}
 

@@ -2,7 +2,7 @@
 
 Model: P(i beats j) = 1 / (1 + base ** ((R_j - R_i) / scale)), i.e. a logistic regression on the
 log-odds θ = R · ln(base) / scale. Every poll is expanded to pairwise results (see
-:mod:`arena.ratings.outcomes`); a tie (or "both bad") counts as half a win for each side, as Chatbot Arena
+:mod:`ratings.outcomes`); a tie (or "both bad") counts as half a win for each side, as Chatbot Arena
 does. The fit maximises
 
     Σ_ij W_ij · log σ(θ_i − θ_j) − (l2 / 2) · Σ_i θ_i²
@@ -31,8 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from arena.ratings.log import VoteTable
-from arena.ratings.outcomes import pairwise
+from ratings.log import VoteTable
+from ratings.outcomes import pairwise
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,5 @@
 """Site configuration. Every value that may change between machines comes from the environment through the
-strict helpers in :mod:`arena.env`; with no environment at all the site runs embedded (SQLite, tasks in
+strict helpers in :mod:`config.env`; with no environment at all the site runs embedded (SQLite, tasks in
 process, local-memory cache, media on disk)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from arena.env import env_bool, env_choice, env_float, env_int, env_list, env_str
+from config.env import env_bool, env_choice, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("ARENA_VAR_DIR", str(BASE_DIR / "var")))
@@ -56,8 +56,8 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
 ]
 
-ROOT_URLCONF = "arena.urls"
-WSGI_APPLICATION = "arena.wsgi.application"
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
 
 TEMPLATES = [
     {

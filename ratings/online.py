@@ -8,7 +8,7 @@ from functools import lru_cache
 
 import trueskill
 
-from arena.ratings.outcomes import Outcome, pairwise
+from ratings.outcomes import Outcome, pairwise
 
 
 @dataclass(frozen=True, slots=True)
