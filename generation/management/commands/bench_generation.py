@@ -57,7 +57,7 @@ class Command(BaseCommand):
         from generation.tiny import make_tiny_models
 
         tiny = make_tiny_models(tiny_dir)
-        from config.celery import app as celery_app
+        from celery import current_app as celery_app
         from generation import pipelines
 
         media = tempfile.mkdtemp(prefix="bench-media-")
