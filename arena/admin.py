@@ -3,7 +3,7 @@ change or delete a vote."""
 
 from django.contrib import admin
 
-from arena.models import Poll, PollEntry, Rating, Vote
+from arena.models import LeaderboardSnapshot, Poll, PollEntry, Rating, Vote
 
 
 class PollEntryInline(admin.TabularInline):
@@ -68,9 +68,6 @@ class RatingAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
-
-
-from arena.models import LeaderboardSnapshot  # noqa: E402
 
 
 @admin.register(LeaderboardSnapshot)

@@ -14,27 +14,31 @@ from django.db.models import Prefetch
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
-from rest_framework import permissions, serializers, viewsets
+from rest_framework import serializers, viewsets
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
-from rest_framework.authtoken.models import Token
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from arena import reports
+from arena import exports, selectors
+from arena.errors import ReportError
+from arena.inputs import SCOPES, scope_clean
+from arena.permissions import IsStaffOrToken
+from arena.services.leaderboards import leaderboard_current
+from arena.voters import voter_hash
 from arena.models import Mode, Poll, PollEntry, Rating, Scope, Vote
 from generation.models import ModelVariant
 
 SCOPE_PARAM = OpenApiParameter(
-    "scope", str, OpenApiParameter.QUERY, enum=list(reports.SCOPES), default=Scope.OVERALL,
+    "scope", str, OpenApiParameter.QUERY, enum=list(SCOPES), default=Scope.OVERALL,
     description="a poll mode, or overall",
 )
 
 
 def _scope(value: str | None) -> str:
     try:
-        return reports.scope_clean(value)
-    except reports.ReportError as exc:
+        return scope_clean(value)
+    except ReportError as exc:
         raise ValidationError({"scope": exc.message}) from None
 
 
@@ -77,12 +81,12 @@ class LeaderboardView(APIView):
     @extend_schema(parameters=[SCOPE_PARAM], responses=LeaderboardSerializer, operation_id="leaderboard_query")
     def get(self, request, scope: str | None = None):
         scope = _scope(scope if scope is not None else request.query_params.get("scope"))
-        return Response(reports.leaderboard_document(reports.leaderboard_current(scope=scope)))
+        return Response(exports.leaderboard_document(leaderboard_current(scope=scope)))
 
 
 class LeaderboardScopeView(LeaderboardView):
     @extend_schema(
-        parameters=[OpenApiParameter("scope", str, OpenApiParameter.PATH, enum=list(reports.SCOPES))],
+        parameters=[OpenApiParameter("scope", str, OpenApiParameter.PATH, enum=list(SCOPES))],
         responses=LeaderboardSerializer, operation_id="leaderboard_scope",
     )
     def get(self, request, scope: str | None = None):
@@ -102,7 +106,7 @@ class RatingSerializer(serializers.ModelSerializer):
 
 
 class ModelVariantSerializer(serializers.ModelSerializer):
-    ratings = RatingSerializer(many=True, read_only=True)
+    ratings = serializers.SerializerMethodField(help_text="the live rating in every scope (initial until voted on)")
 
     class Meta:
         model = ModelVariant
@@ -110,6 +114,12 @@ class ModelVariantSerializer(serializers.ModelSerializer):
             "id", "name", "family", "version", "kind", "prediction_type", "parent", "description", "enabled",
             "created_at", "ratings",
         ]
+
+
+    @extend_schema_field(RatingSerializer(many=True))
+    def get_ratings(self, variant: ModelVariant) -> list[dict]:
+        rows = selectors.ratings_by_scope(variant.pk, variant.ratings.all())
+        return RatingSerializer([rows[s] for s in sorted(rows)], many=True).data
 
 
 class ModelViewSet(viewsets.ReadOnlyModelViewSet):
@@ -175,18 +185,6 @@ class PollViewSet(viewsets.ReadOnlyModelViewSet):
 # --- votes ----------------------------------------------------------------------------------------------------------
 
 
-class IsStaffOrToken(permissions.BasePermission):
-    """Staff (session) or any API token."""
-
-    message = "The vote log is for staff and API token holders."
-
-    def has_permission(self, request, view) -> bool:
-        if isinstance(request.auth, Token):
-            return True
-        user = request.user
-        return bool(user and user.is_authenticated and user.is_staff)
-
-
 class VoteSerializer(serializers.ModelSerializer):
     poll = serializers.UUIDField(source="poll.token")
     models = serializers.SerializerMethodField()
@@ -206,7 +204,7 @@ class VoteSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(OpenApiTypes.STR)
     def get_judge(self, vote: Vote) -> str:
-        return reports.voter_hash(vote.voter_key)
+        return voter_hash(vote.voter_key)
 
 
 class VoteViewSet(viewsets.ReadOnlyModelViewSet):

@@ -39,3 +39,9 @@ class NoPollAvailable(ArenaError):
 
 class RateLimited(ArenaError):
     status = 429
+
+
+class ReportError(ArenaError):
+    """Bad input to a report (unknown scope, format or plot)."""
+
+    status = 400

@@ -22,7 +22,9 @@ import json
 import numpy as np
 from django.core.cache import cache
 
-from arena import reports
+from arena.errors import ReportError
+from arena.selectors.votelog import vote_records, votes_per_day
+from arena.services.leaderboards import Board, leaderboard_current
 from arena.models import Mode, Scope
 from arena.rating_settings import elo_params
 from ratings.bradley_terry import poll_table
@@ -44,21 +46,21 @@ CACHE_SECONDS = 24 * 3600
 
 def plot_clean(kind: str, fmt: str) -> tuple[str, str]:
     if kind not in PLOTS:
-        raise reports.ReportError(f"Unknown plot {kind!r}; use one of {', '.join(PLOTS)}.")
+        raise ReportError(f"Unknown plot {kind!r}; use one of {', '.join(PLOTS)}.")
     if fmt not in FORMATS:
-        raise reports.ReportError(f"Unknown image format {fmt!r}; use png or svg.")
+        raise ReportError(f"Unknown image format {fmt!r}; use png or svg.")
     return kind, fmt
 
 
-def cache_key(kind: str, fmt: str, board: reports.Board) -> str:
+def cache_key(kind: str, fmt: str, board: Board) -> str:
     params = hashlib.sha256(json.dumps(board.snapshot.params, sort_keys=True).encode()).hexdigest()[:12]
     return f"arena:plot:v1:{kind}:{fmt}:{board.scope}:{board.snapshot.vote_log_hash}:{params}"
 
 
-def plot_bytes(kind: str, fmt: str, *, scope: str) -> tuple[bytes, reports.Board]:
+def plot_bytes(kind: str, fmt: str, *, scope: str) -> tuple[bytes, Board]:
     """The plot as PNG or SVG bytes, from the cache when the vote log is unchanged."""
     kind, fmt = plot_clean(kind, fmt)
-    board = reports.leaderboard_current(scope=scope)
+    board = leaderboard_current(scope=scope)
     key = cache_key(kind, fmt, board)
     data = cache.get(key)
     if data is None:
@@ -102,11 +104,11 @@ def _empty(fig, message: str):
     ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=12, color="#555")
 
 
-def render(kind: str, fmt: str, board: reports.Board) -> bytes:
+def render(kind: str, fmt: str, board: Board) -> bytes:
     return _DRAW[kind](board, fmt)
 
 
-def _draw_ratings(board: reports.Board, fmt: str) -> bytes:
+def _draw_ratings(board: Board, fmt: str) -> bytes:
     rows = [r for r in board.rows if r["bt"] is not None][: 2 * MAX_MODELS]
     fig = _figure(8, max(2.5, 0.35 * len(rows) + 1.2))
     title = f"{PLOTS['ratings']} ({Scope(board.scope).label}, {board.snapshot.vote_count} votes)"
@@ -127,9 +129,9 @@ def _draw_ratings(board: reports.Board, fmt: str) -> bytes:
     return _save(fig, fmt)
 
 
-def _pair_matrices(board: reports.Board) -> tuple[list[str], np.ndarray]:
+def _pair_matrices(board: Board) -> tuple[list[str], np.ndarray]:
     """(names, W) for the top models: W[i, j] = wins of i over j, ties counting half."""
-    records = reports.vote_records(board.scope)
+    records = vote_records(board.scope)
     if not records:
         return [], np.zeros((0, 0))
     table = VoteTable.from_records(records)
@@ -141,7 +143,7 @@ def _pair_matrices(board: reports.Board) -> tuple[list[str], np.ndarray]:
     return [_short(r["model"], 22) for r in top], w[np.ix_(order, order)]
 
 
-def _matrix(board: reports.Board, fmt: str, kind: str) -> bytes:
+def _matrix(board: Board, fmt: str, kind: str) -> bytes:
     names, w = _pair_matrices(board)
     n = len(names)
     fig = _figure(max(5, 0.45 * n + 3), max(4, 0.45 * n + 2))
@@ -175,18 +177,18 @@ def _matrix(board: reports.Board, fmt: str, kind: str) -> bytes:
     return _save(fig, fmt)
 
 
-def _draw_winrate(board: reports.Board, fmt: str) -> bytes:
+def _draw_winrate(board: Board, fmt: str) -> bytes:
     return _matrix(board, fmt, "winrate")
 
 
-def _draw_battles(board: reports.Board, fmt: str) -> bytes:
+def _draw_battles(board: Board, fmt: str) -> bytes:
     return _matrix(board, fmt, "battles")
 
 
-def elo_history(board: reports.Board, points: int = 300) -> tuple[list[dt.datetime], dict[int, list[float]]]:
+def elo_history(board: Board, points: int = 300) -> tuple[list[dt.datetime], dict[int, list[float]]]:
     """Online Elo of the top models after each vote of the scope (sampled to about ``points`` steps),
     replayed with ``ratings.online.elo_update``, the function the live vote path uses."""
-    records = reports.vote_records(board.scope)
+    records = vote_records(board.scope)
     top = [r["model_id"] for r in board.rows[:MAX_LINES]]
     params = elo_params()
     ratings: dict[int, float] = {}
@@ -202,7 +204,7 @@ def elo_history(board: reports.Board, points: int = 300) -> tuple[list[dt.dateti
     return times, series
 
 
-def _draw_elo_over_time(board: reports.Board, fmt: str) -> bytes:
+def _draw_elo_over_time(board: Board, fmt: str) -> bytes:
     fig = _figure(8, 4.5)
     times, series = elo_history(board)
     if not times:
@@ -221,9 +223,9 @@ def _draw_elo_over_time(board: reports.Board, fmt: str) -> bytes:
     return _save(fig, fmt)
 
 
-def _draw_votes_per_day(board: reports.Board, fmt: str) -> bytes:
+def _draw_votes_per_day(board: Board, fmt: str) -> bytes:
     fig = _figure(8, 3.5)
-    per_mode = reports.votes_per_day(board.scope)
+    per_mode = votes_per_day(board.scope)
     days = sorted({d for counts in per_mode.values() for d in counts})
     if not days:
         _empty(fig, "No votes yet")

@@ -1,7 +1,11 @@
 """Which fixed prompts each model has images for, kept in memory so issuing a poll needs no scan of the
 image table. A fixed-prompt "group" is a prompt with one seed and settings (``settings_key``); the images of a
-group share their pixel size. The index is rebuilt when an image is added or removed (a version number in
-the cache, so every web process notices) and at least every ``TTL`` seconds."""
+group share their pixel size.
+
+Every process keeps its own snapshot and checks at most every ``CHECK_SECONDS`` whether the fixed-prompt
+images changed (one aggregate query: their count and largest id), and rebuilds at least every ``TTL`` seconds
+(an image replaced in place keeps both). No hook on image writes is needed, and nothing here holds a lock while
+it talks to the database (a lock held across a query can hang a worker whose connection is busy)."""
 
 from __future__ import annotations
 
@@ -9,21 +13,20 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from django.core.cache import cache
-from django.db.models.signals import post_delete, post_save
-from django.dispatch import receiver
+from django.db.models import Count, Max
 
 from generation.models import Image, Prompt
 
-VERSION_KEY = "arena:fixed-groups-version"
 TTL = 60.0
+CHECK_SECONDS = 2.0
 Group = tuple[int, str]  # (prompt_id, settings_key)
 
 
 @dataclass
 class GroupIndex:
-    version: int
+    fingerprint: tuple[int, int]
     built_at: float
+    checked_at: float
     by_variant: dict[int, frozenset[Group]] = field(default_factory=dict)
     images: dict[Group, dict[int, int]] = field(default_factory=dict)  # group -> {variant_id: image_id}
 
@@ -36,46 +39,48 @@ class GroupIndex:
         return out
 
 
-_lock = threading.Lock()
+_lock = threading.Lock()  # guards only the swap of ``_current``, never a query
 _current: GroupIndex | None = None
 
 
-def _version() -> int:
-    return cache.get(VERSION_KEY) or 0
+def _fixed_images():
+    return Image.objects.filter(prompt__source=Prompt.Source.FIXED)
+
+
+def _fingerprint() -> tuple[int, int]:
+    agg = _fixed_images().aggregate(n=Count("id"), m=Max("id"))
+    return int(agg["n"] or 0), int(agg["m"] or 0)
+
+
+def _build(fingerprint: tuple[int, int], now: float) -> GroupIndex:
+    built = GroupIndex(fingerprint=fingerprint, built_at=now, checked_at=now)
+    by_variant: dict[int, set[Group]] = {}
+    for image_id, variant_id, prompt_id, key in list(_fixed_images().values_list("id", "variant_id", "prompt_id", "settings_key")):
+        group = (prompt_id, key)
+        built.images.setdefault(group, {})[variant_id] = image_id
+        by_variant.setdefault(variant_id, set()).add(group)
+    built.by_variant = {v: frozenset(g) for v, g in by_variant.items()}
+    return built
 
 
 def index() -> GroupIndex:
     global _current
-    version = _version()
     current = _current
-    if current is not None and current.version == version and time.monotonic() - current.built_at < TTL:
+    now = time.monotonic()
+    if current is not None and now - current.checked_at < CHECK_SECONDS:
         return current
+    fingerprint = _fingerprint()
+    if current is not None and current.fingerprint == fingerprint and now - current.built_at < TTL:
+        current.checked_at = now
+        return current
+    built = _build(fingerprint, now)
     with _lock:
-        current = _current
-        if current is not None and current.version == version and time.monotonic() - current.built_at < TTL:
-            return current
-        built = GroupIndex(version=version, built_at=time.monotonic())
-        by_variant: dict[int, set[Group]] = {}
-        rows = Image.objects.filter(prompt__source=Prompt.Source.FIXED).values_list("id", "variant_id", "prompt_id", "settings_key")
-        for image_id, variant_id, prompt_id, key in rows.iterator(chunk_size=10_000):
-            group = (prompt_id, key)
-            built.images.setdefault(group, {})[variant_id] = image_id
-            by_variant.setdefault(variant_id, set()).add(group)
-        built.by_variant = {v: frozenset(g) for v, g in by_variant.items()}
         _current = built
-        return built
+    return built
 
 
 def invalidate() -> None:
-    try:
-        cache.incr(VERSION_KEY)
-    except ValueError:
-        cache.set(VERSION_KEY, 1, timeout=None)
+    """Forget this process's snapshot (the next poll rebuilds it)."""
     global _current
-    _current = None
-
-
-@receiver(post_save, sender=Image, dispatch_uid="arena_fixed_groups_image_saved")
-@receiver(post_delete, sender=Image, dispatch_uid="arena_fixed_groups_image_deleted")
-def _image_changed(sender, **kwargs) -> None:
-    invalidate()
+    with _lock:
+        _current = None

@@ -2,6 +2,7 @@
 
 from django.conf import settings
 
+from ratings.bradley_terry import BTParams
 from ratings.online import EloParams, TrueSkillParams
 
 
@@ -14,3 +15,11 @@ def trueskill_params() -> TrueSkillParams:
         mu=settings.TRUESKILL_MU, sigma=settings.TRUESKILL_SIGMA, beta=settings.TRUESKILL_BETA,
         tau=settings.TRUESKILL_TAU, draw_probability=settings.TRUESKILL_DRAW_PROBABILITY,
     )
+
+
+def bt_params() -> BTParams:
+    return BTParams(
+        scale=settings.ELO_SCALE, base=settings.ELO_BASE, initial=settings.ELO_INITIAL,
+        rounds=settings.BT_BOOTSTRAP_ROUNDS, seed=settings.BT_BOOTSTRAP_SEED,
+    )
+

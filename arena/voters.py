@@ -33,3 +33,8 @@ def salted_hash(value: str) -> str:
 
 def client_ip_hash(request: HttpRequest) -> str:
     return salted_hash("ip:" + client_ip(request))
+
+
+def voter_hash(voter_key: str) -> str:
+    """The only form of a voter id that leaves the database (exports, API, stats)."""
+    return salted_hash("voter:" + voter_key)

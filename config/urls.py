@@ -6,5 +6,5 @@ urlpatterns = [
     path("generation/", include("generation.urls")),
     path("training/", include("training.urls")),
     path("scores/", include("generation.scoring.urls")),
-    path("", include("arena.urls_site")),
+    path("", include("arena.urls")),
 ]

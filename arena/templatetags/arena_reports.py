@@ -5,19 +5,6 @@ from django import template
 register = template.Library()
 
 
-@register.inclusion_tag("arena/_leaderboard_reports.html", takes_context=True)
-def leaderboard_reports(context, scope):
-    """The leaderboard's reports section (intervals, plots, downloads) rendered into the full page."""
-    from arena import reports
-    from arena.views_reports import reports_context
-
-    try:
-        scope = reports.scope_clean(scope)
-    except reports.ReportError:
-        scope = reports.Scope.OVERALL
-    return reports_context(context["request"], scope)
-
-
 @register.filter
 def pct(value, digits=1):
     """0.1234 -> '12.3%'; None -> '–'."""

@@ -4,7 +4,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 
-from arena import reports
+from arena import voters
 from arena.models import LeaderboardSnapshot, Mode, Poll, Rating
 from tests.arena.votelog import cast, small_log
 
@@ -117,10 +117,10 @@ def test_votes_for_a_token_have_hashed_voter_ids_only(client, log, token):
     results = body["results"]
     assert [v["id"] for v in results] == [v.id for v in sorted([*votes, flagged], key=lambda v: (v.created_at, v.id))]
     first = results[0]
-    assert first["judge"] == reports.voter_hash(VOTER) and first["models"] == ["Model A", "Model B"]
+    assert first["judge"] == voters.voter_hash(VOTER) and first["models"] == ["Model A", "Model B"]
     assert first["variants"] == [models[0].id, models[1].id] and first["poll"] == str(votes[0].poll.token)
     last = results[-1]
-    assert last["flagged"] is True and last["counted"] is False and last["judge"] == reports.voter_hash("z" * 32)
+    assert last["flagged"] is True and last["counted"] is False and last["judge"] == voters.voter_hash("z" * 32)
     text = response.content.decode()
     _no_secrets(text)
     assert "z" * 32 not in text

@@ -9,8 +9,11 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 from rest_framework.authtoken.models import Token
 
-from arena import reports
+from arena import errors, exports, health, inputs, rating_settings, voters
+from arena.selectors import votelog
+from arena.services import leaderboards
 from arena.models import LeaderboardSnapshot, Mode, Vote
+from ratings import intervals
 from ratings.battles import parse_clean_battles, write_battles, clean_battles
 from ratings.leaderboard import compute_leaderboard
 from ratings.log import records_from_jsonl, vote_log_hash
@@ -43,16 +46,16 @@ def _staff(client):
 
 def test_leaderboard_compute_stores_the_parameters_and_the_hash_of_the_vote_log(log):
     models, votes = log
-    snapshot = reports.leaderboard_compute(scope="overall")
+    snapshot = leaderboards.leaderboard_compute(scope="overall")
     assert LeaderboardSnapshot.objects.count() == 1
-    records = reports.vote_records("overall")
+    records = votelog.vote_records("overall")
     assert [r.id for r in records] == [v.id for v in sorted(votes, key=lambda v: (v.created_at, v.id))]
     assert snapshot.vote_log_hash == vote_log_hash(records) and len(snapshot.vote_log_hash) == 64
     assert snapshot.vote_count == len(votes) == 15
     assert snapshot.params["bt"]["rounds"] == 20 and snapshot.params["bt"]["seed"] == 7
     assert snapshot.params["elo"]["k"] == 4.0 and snapshot.params["trueskill"]["mu"] == 25.0
     expected = compute_leaderboard(
-        records, scope="overall", elo=reports.elo_params(), trueskill=reports.trueskill_params(), bt=reports.bt_params()
+        records, scope="overall", elo=rating_settings.elo_params(), trueskill=rating_settings.trueskill_params(), bt=rating_settings.bt_params()
     )
     stored = LeaderboardSnapshot.objects.get()
     assert stored.rows == [r.as_dict() for r in expected]
@@ -65,33 +68,33 @@ def test_leaderboard_compute_stores_the_parameters_and_the_hash_of_the_vote_log(
 
 def test_leaderboard_snapshot_is_reused_until_the_log_or_the_parameters_change(log, settings):
     models, votes = log
-    first = reports.leaderboard_compute(scope="overall")
-    assert reports.leaderboard_compute(scope="overall").id == first.id
+    first = leaderboards.leaderboard_compute(scope="overall")
+    assert leaderboards.leaderboard_compute(scope="overall").id == first.id
     assert LeaderboardSnapshot.objects.count() == 1
     cast((models[1], models[0]), "left")
-    second = reports.leaderboard_compute(scope="overall")
+    second = leaderboards.leaderboard_compute(scope="overall")
     assert second.id != first.id and second.vote_count == first.vote_count + 1
     Vote.objects.filter(id=votes[0].id).update(counted=False)  # moderation takes a vote out
-    third = reports.leaderboard_compute(scope="overall")
+    third = leaderboards.leaderboard_compute(scope="overall")
     assert third.vote_count == second.vote_count - 1 and third.vote_log_hash != second.vote_log_hash
     settings.BT_BOOTSTRAP_ROUNDS = 10
-    fourth = reports.leaderboard_compute(scope="overall")
+    fourth = leaderboards.leaderboard_compute(scope="overall")
     assert fourth.id != third.id and fourth.params["bt"]["rounds"] == 10
     assert LeaderboardSnapshot.objects.count() == 4
 
 
 def test_a_mode_scope_is_computed_from_that_mode_only(log):
-    fixed = reports.leaderboard_compute(scope=Mode.FIXED)
-    ffa = reports.leaderboard_compute(scope=Mode.FFA)
+    fixed = leaderboards.leaderboard_compute(scope=Mode.FIXED)
+    ffa = leaderboards.leaderboard_compute(scope=Mode.FFA)
     assert fixed.vote_count == 12 and ffa.vote_count == 2
-    assert fixed.vote_log_hash == vote_log_hash(r for r in reports.vote_records("overall") if r.mode == "fixed")
+    assert fixed.vote_log_hash == vote_log_hash(r for r in votelog.vote_records("overall") if r.mode == "fixed")
     assert sum(r["votes"] for r in ffa.rows) == 8
 
 
 def test_page_views_reuse_a_fresh_snapshot_with_three_queries(log, django_assert_max_num_queries):
-    reports.leaderboard_current(scope="overall")
+    leaderboards.leaderboard_current(scope="overall")
     with django_assert_max_num_queries(3):
-        board = reports.leaderboard_current(scope="overall")
+        board = leaderboards.leaderboard_current(scope="overall")
     assert not board.stale and board.rows[0]["model"] == "Model A"
     assert LeaderboardSnapshot.objects.count() == 1
 
@@ -99,24 +102,24 @@ def test_page_views_reuse_a_fresh_snapshot_with_three_queries(log, django_assert
 def test_a_recent_snapshot_is_served_stale_then_recomputed(log, settings):
     models, _ = log
     settings.LEADERBOARD_REFRESH_SECONDS = 3600
-    first = reports.leaderboard_current(scope="overall")
+    first = leaderboards.leaderboard_current(scope="overall")
     cast((models[3], models[0]), "left")
-    board = reports.leaderboard_current(scope="overall")
+    board = leaderboards.leaderboard_current(scope="overall")
     assert board.stale and board.votes_behind == 1 and board.snapshot.id == first.snapshot.id
     settings.LEADERBOARD_REFRESH_SECONDS = 0
-    board = reports.leaderboard_current(scope="overall")
+    board = leaderboards.leaderboard_current(scope="overall")
     assert not board.stale and board.snapshot.vote_count == first.snapshot.vote_count + 1
 
 
 def test_empty_log_gives_an_empty_board(db):
-    board = reports.leaderboard_current(scope="free")
+    board = leaderboards.leaderboard_current(scope="free")
     assert board.rows == [] and board.snapshot.vote_count == 0
-    assert reports.leaderboard_csv(board).strip() == ",".join(reports.COLUMNS)
+    assert exports.leaderboard_csv(board).strip() == ",".join(exports.COLUMNS)
 
 
 def test_unknown_scope_is_refused():
-    with pytest.raises(reports.ReportError):
-        reports.scope_clean("bogus")
+    with pytest.raises(errors.ReportError):
+        inputs.scope_clean("bogus")
 
 
 # --- leaderboard page -------------------------------------------------------------------------------------------
@@ -126,8 +129,11 @@ def test_leaderboard_page_shows_bt_intervals_rank_plots_and_downloads(client, lo
     settings.ARENA_PUBLIC_VOTE_LOG = False
     html = client.get(reverse("arena:leaderboard")).content.decode()
     snapshot = LeaderboardSnapshot.objects.get(scope="overall")
-    assert 'class="board intervals"' in html and "95% interval" in html
+    # one ranking: the Bradley–Terry table with its intervals (no second table ranked another way)
+    assert html.count("<table") == 1 and "95% bootstrap intervals" in html
     top = snapshot.rows[0]
+    first_row = html.split("<tbody>")[1].split("</tr>")[0]
+    assert f"<td>{top['rank']}</td>" in first_row and f"{top['bt']:.1f}" in first_row
     assert f"{top['bt']:.1f}" in html and f"{top['bt_lo']:.1f} – {top['bt_hi']:.1f}" in html
     assert snapshot.vote_log_hash[:12] in html
     assert "/leaderboard/export.csv?scope=overall" in html and "/leaderboard/export.md?scope=overall" in html
@@ -151,10 +157,10 @@ def test_leaderboard_reports_partial_and_page(client, log):
 
 def test_leaderboard_page_query_count_with_a_fresh_snapshot(client, log, django_assert_max_num_queries):
     client.get(reverse("arena:leaderboard"))
-    # live table (ratings, vote counts), automatic scores' freshness checks (2) + snapshot, log fingerprint, model names
+    # snapshot, log fingerprint, model names, unrated models, vote counts, automatic scores' freshness checks (2)
     with django_assert_max_num_queries(8):  # 7 today
         response = client.get(reverse("arena:leaderboard"))
-    assert response.status_code == 200 and b"board intervals" in response.content
+    assert response.status_code == 200 and b"95% bootstrap intervals" in response.content
     assert LeaderboardSnapshot.objects.count() == 1
 
 
@@ -230,12 +236,12 @@ def test_clean_battles_parse_back_into_the_same_duels(client, log):
     assert len(battles) == 12
     assert {b["winner"] for b in battles} == {"model_a", "model_b", "tie", "tie (bothbad)"}
     assert all(b["anony"] is True for b in battles)
-    judge = reports.voter_hash("a" * 32)
+    judge = voters.voter_hash("a" * 32)
     assert {b["judge"] for b in battles} == {judge} and "a" * 32 not in text and "ip-" not in text
     parsed = parse_clean_battles(text, {m.name: m.id for m in models}, mode="fixed")
-    assert parsed == reports.vote_records("fixed")
+    assert parsed == votelog.vote_records("fixed")
     # the same text the ratings package writes for this log
-    log_ = reports.vote_log("fixed")
+    log_ = votelog.vote_log("fixed")
     buf = io.StringIO()
     write_battles(buf, clean_battles(log_.records, log_.names, judges=log_.judges))
     assert buf.getvalue() == text
@@ -245,7 +251,7 @@ def test_free_for_all_battles_are_its_pairwise_results(client, log):
     models, _ = log
     _staff(client)
     battles = json.loads(b"".join(client.get("/leaderboard/battles.json?scope=ffa").streaming_content))
-    records = reports.vote_records("ffa")
+    records = votelog.vote_records("ffa")
     expected = [(a, b, s) for r in records for a, b, s in pairwise(r.outcome)]
     ids = {m.name: m.id for m in models}
     score = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5}
@@ -260,7 +266,7 @@ def test_jsonl_parses_back_into_the_same_votes(client, log):
     text = b"".join(client.get("/leaderboard/votes.jsonl?scope=overall").streaming_content).decode()
     lines = [json.loads(line) for line in text.splitlines()]
     assert len(lines) == 15
-    assert records_from_jsonl(text) == reports.vote_records("overall")
+    assert records_from_jsonl(text) == votelog.vote_records("overall")
     by_id = {v.id: v for v in votes}
     names = {m.id: m.name for m in models}
     for line in lines:
@@ -268,7 +274,7 @@ def test_jsonl_parses_back_into_the_same_votes(client, log):
         assert line["mode"] == vote.mode and line["choice"] == vote.choice and line["ranks"] == vote.ranks
         assert line["models"] == [names[i] for i in vote.variants]
         assert line["tstamp"] == vote.created_at.timestamp()
-        assert line["judge"] == reports.voter_hash(vote.voter_key)
+        assert line["judge"] == voters.voter_hash(vote.voter_key)
     assert "a" * 32 not in text and "ip-" not in text
     assert lines[-1]["choice"] == "ranking" and lines[-1]["full_ranking"] is True
 
@@ -307,7 +313,7 @@ def test_plots_render_as_png_and_svg_and_come_from_the_cache(client, log, monkey
 def test_plot_data_matches_the_log(log):
     from arena import plots
 
-    board = reports.leaderboard_current(scope="fixed")
+    board = leaderboards.leaderboard_current(scope="fixed")
     names, w = plots._pair_matrices(board)
     assert names[0] == "Model A"
     a, b = 0, names.index("Model B")
@@ -316,7 +322,7 @@ def test_plot_data_matches_the_log(log):
     last = {r["model_id"]: r["elo"] for r in board.rows}
     for model, values in series.items():
         assert math.isclose(values[-1], last[model], abs_tol=1e-9)
-    days = reports.votes_per_day("overall")
+    days = votelog.votes_per_day("overall")
     assert sum(sum(c.values()) for c in days.values()) == 15
 
 
@@ -330,10 +336,10 @@ def test_bad_plot_requests_are_400s(client, log):
 
 
 def test_wilson_interval_known_values():
-    lo, hi = reports.wilson_interval(8, 10)
+    lo, hi = intervals.wilson_interval(8, 10)
     assert math.isclose(lo, 0.4902, abs_tol=1e-4) and math.isclose(hi, 0.9433, abs_tol=1e-4)
-    assert reports.wilson_interval(0, 0) is None
-    lo, hi = reports.wilson_interval(0, 5)
+    assert intervals.wilson_interval(0, 0) is None
+    lo, hi = intervals.wilson_interval(0, 5)
     assert lo == 0.0 and 0.4 < hi < 0.45
 
 
@@ -357,27 +363,27 @@ def biased_log(db):
 
 def test_stats_page_shows_position_bias_ties_flagged_and_anomalous_voters(client, biased_log):
     robot, fast = biased_log
-    health = reports.evaluation_health()
-    fixed, free, both = health.duels
+    report = health.evaluation_health()
+    fixed, free, both = report.duels
     assert (fixed.votes, fixed.left, fixed.right, fixed.tie, fixed.both_bad) == (17, 14, 2, 1, 0)
     assert (free.votes, free.both_bad) == (1, 1)
     assert (both.votes, both.decisive, both.left) == (18, 16, 14)
-    assert fixed.left_rate.interval == reports.wilson_interval(14, 16)
-    assert health.total == 23 and health.flagged == 4 and health.counted == 19
-    assert health.ffa_positions == [0, 0, 1, 0]
-    flagged = {v.judge: v for v in health.anomalous}
-    assert set(flagged) == {reports.voter_hash(robot), reports.voter_hash(fast)}
-    assert "left image in 12 of 12" in flagged[reports.voter_hash(robot)].reasons[0]
-    assert "4 of 4 votes flagged" in flagged[reports.voter_hash(fast)].reasons[0]
+    assert fixed.left_rate.interval == intervals.wilson_interval(14, 16)
+    assert report.total == 23 and report.flagged == 4 and report.counted == 19
+    assert report.ffa_positions == [0, 0, 1, 0]
+    flagged = {v.judge: v for v in report.anomalous}
+    assert set(flagged) == {voters.voter_hash(robot), voters.voter_hash(fast)}
+    assert "left image in 12 of 12" in flagged[voters.voter_hash(robot)].reasons[0]
+    assert "4 of 4 votes flagged" in flagged[voters.voter_hash(fast)].reasons[0]
 
     page = client.get(reverse("arena:stats"))
     html = page.content.decode()
     assert page.status_code == 200 and "<html" in html
     assert "87.5%" in html  # 14 of 16 decisive fixed duels went left
-    lo, hi = reports.wilson_interval(14, 16)
+    lo, hi = intervals.wilson_interval(14, 16)
     assert f"{100 * lo:.1f}–{100 * hi:.1f}%" in html
     assert "4 of 23 votes flagged" in html
-    assert reports.voter_hash(robot)[:12] in html and reports.voter_hash(fast)[:12] in html
+    assert voters.voter_hash(robot)[:12] in html and voters.voter_hash(fast)[:12] in html
     for raw in (robot, fast, "h" * 32, "ip-"):
         assert raw not in html
     assert 'id="judge-agreement"' in html
@@ -386,11 +392,11 @@ def test_stats_page_shows_position_bias_ties_flagged_and_anomalous_voters(client
 
 
 def test_stats_are_cached_until_the_log_changes(client, biased_log, django_assert_max_num_queries):
-    reports.evaluation_health()
+    health.evaluation_health()
     with django_assert_max_num_queries(1):
-        reports.evaluation_health()
+        health.evaluation_health()
     Vote.objects.filter(flagged=True).update(counted=True)
-    assert reports.evaluation_health().counted == 23
+    assert health.evaluation_health().counted == 23
 
 
 def test_judge_agreement_gets_the_counted_decided_duels_with_their_images(client, db, monkeypatch):
@@ -402,7 +408,7 @@ def test_judge_agreement_gets_the_counted_decided_duels_with_their_images(client
     cast((a, b), "tie", images=True)
     cast((a, b), "left", images=True, flagged=True)
     cast((a, b), "left")  # no images: left out
-    duels = reports.judge_duels()
+    duels = health.judge_duels()
     image = {v.id: [e.image_id for e in v.poll.entries.order_by("position")] for v in (left, right)}
     assert duels == [(*image[left.id], "left"), (*image[right.id], "right")]
 
@@ -411,9 +417,9 @@ def test_judge_agreement_gets_the_counted_decided_duels_with_their_images(client
     def fake(given):
         seen.append(list(given))
         return {"aesthetic": {"label": "aesthetic score", "agreed": 1, "total": 2, "share": 0.5,
-                              "share_ci": reports.wilson_interval(1, 2), "skipped": 0}}
+                              "share_ci": intervals.wilson_interval(1, 2), "skipped": 0}}
 
-    monkeypatch.setattr("generation.scoring.selectors.judge_agreement", fake)
+    monkeypatch.setattr("arena.health.scorer_agreement", fake)
     html = client.get(reverse("arena:stats")).content.decode()
     assert seen == [duels]
     assert 'data-judge="aesthetic"' in html and "50.0%" in html

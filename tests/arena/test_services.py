@@ -4,7 +4,7 @@ import random
 import pytest
 from django.utils import timezone
 
-from arena import services
+from arena import selectors, services
 from arena.errors import InvalidChoice, NoPollAvailable, PollExpired, PollForbidden, PollNotReady, PromptRejected
 from arena.models import Mode, Poll, Rating, Scope, Vote
 from generation.models import Image, ModelVariant
@@ -208,9 +208,10 @@ def test_recompute_gives_exactly_the_live_ratings(arena):
 def test_recompute_repairs_a_damaged_rating(arena):
     poll = _poll()
     _vote(poll, choice="left")
-    Rating.objects.filter(scope=Scope.OVERALL).update(elo=1.0)
+    damaged = Rating.objects.filter(scope=Scope.OVERALL).update(elo=1.0)
+    assert damaged == 2  # rating rows exist for the models votes touched
     report = services.ratings_recompute()
-    assert report.changed == len(arena[0])
+    assert report.changed == damaged
     winner = poll.entries.get(position=0).variant_id
     assert Rating.objects.get(variant_id=winner, scope=Scope.OVERALL).elo == pytest.approx(1002.0)
 
@@ -227,11 +228,14 @@ def test_votes_sharing_a_model_are_stamped_in_order_even_if_the_clock_goes_back(
     assert services.ratings_recompute().changed == 0
 
 
-def test_a_new_model_starts_with_initial_ratings_in_every_scope(db):
+def test_a_new_model_starts_with_initial_ratings_in_every_scope(db, client):
     variant = make_variant()
-    rows = Rating.objects.filter(variant=variant)
-    assert sorted(rows.values_list("scope", flat=True)) == sorted(Scope.values)
-    assert all(r.elo == 1000.0 and r.mu == 25.0 for r in rows)
+    assert not Rating.objects.filter(variant=variant).exists()  # rows are written by the votes that touch it
+    ratings = selectors.model_ratings(variant.pk)
+    assert sorted(ratings) == sorted(Scope.values)
+    assert all(r.elo == 1000.0 and r.mu == 25.0 and r.votes == 0 for r in ratings.values())
+    api = client.get(f"/api/models/{variant.pk}/").json()["ratings"]
+    assert sorted(r["scope"] for r in api) == sorted(Scope.values) and all(r["elo"] == 1000.0 for r in api)
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,10 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from arena import reports
+from arena import exports, selectors
+from arena.errors import ReportError
+from arena.inputs import SCOPES, scope_clean
+from arena.services.leaderboards import leaderboard_fresh
 
 
 class Command(BaseCommand):
@@ -16,20 +19,20 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--format", default="battles", choices=["battles", "jsonl", *reports.EXPORT_FORMATS])
-        parser.add_argument("--scope", default="overall", help=f"one of {', '.join(reports.SCOPES)}")
+        parser.add_argument("--format", default="battles", choices=["battles", "jsonl", *exports.EXPORT_FORMATS])
+        parser.add_argument("--scope", default="overall", help=f"one of {', '.join(SCOPES)}")
         parser.add_argument("--out", default="-", help="file to write (default: stdout)")
 
     def handle(self, *args, format: str, scope: str, out: str, **options):
         try:
-            scope = reports.scope_clean(scope)
-        except reports.ReportError as exc:
+            scope = scope_clean(scope)
+        except ReportError as exc:
             raise CommandError(exc.message) from None
-        if format in reports.EXPORT_FORMATS:
-            chunks = [reports.leaderboard_export(reports.leaderboard_fresh(scope=scope), format)]
+        if format in exports.EXPORT_FORMATS:
+            chunks = [exports.leaderboard_export(leaderboard_fresh(scope=scope), format)]
         else:
-            log = reports.vote_log(scope)
-            chunks = reports.battles_stream(log) if format == "battles" else reports.jsonl_stream(log)
+            log = selectors.vote_log(scope)
+            chunks = exports.battles_stream(log) if format == "battles" else exports.jsonl_stream(log)
         fp = sys.stdout if out == "-" else open(out, "w", encoding="utf-8")
         try:
             for chunk in chunks:

@@ -1,0 +1,30 @@
+"""Reads of the voting domain, by concern: ``polls`` (matchmaking candidates, polls, the free-prompt pool),
+``models`` (ratings, records, images and automatic scores of a model), ``votelog`` (the counted log, its
+fingerprints, counts)."""
+
+from arena.selectors.models import (
+    OpponentRecord,
+    automatic_scores,
+    model_images,
+    model_ratings,
+    model_record,
+    ratings_by_scope,
+    scope_choices,
+)
+from arena.selectors.polls import free_prompt_from_pool, free_prompt_pool, matchmaking_candidates, poll_with_entries
+from arena.selectors.votelog import (
+    VoteLog,
+    log_fingerprint,
+    record_from_row,
+    records_fingerprint,
+    vote_counts,
+    vote_log,
+    vote_records,
+    votes_per_day,
+)
+
+__all__ = [
+    "OpponentRecord", "VoteLog", "automatic_scores", "free_prompt_from_pool", "free_prompt_pool", "log_fingerprint",
+    "matchmaking_candidates", "model_images", "model_ratings", "model_record", "poll_with_entries", "ratings_by_scope", "record_from_row",
+    "records_fingerprint", "scope_choices", "vote_counts", "vote_log", "vote_records", "votes_per_day",
+]

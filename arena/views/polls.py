@@ -1,0 +1,181 @@
+"""Poll pages: issuing a poll, its images (to its voter only), the vote and the reveal. Each URL serves the
+full page, or its htmx partial when ``request.htmx``."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from arena import selectors, services
+from arena.errors import ArenaError, PollForbidden, PollNotFound, PromptRejected
+from arena.models import Mode, Poll, Vote
+from arena.views.common import MODE_URLS, error_response, poll_response, rate_limit
+from arena.voters import client_ip_hash, voter_key
+
+
+def _poll_page(request: HttpRequest, mode: str, poll: Poll | None, extra: dict | None = None) -> HttpResponse:
+    entries = getattr(poll, "issued_entries", None) if poll else []
+    if entries is None:
+        entries = list(poll.entries.select_related("image"))
+    context = {"poll": poll, "mode": mode, "entries": entries, **(extra or {})}
+    context.update(_poll_flags(mode))
+    template = "arena/_poll.html" if request.htmx else "arena/poll_page.html"
+    return render(request, template, context)
+
+
+def _poll_flags(mode: str) -> dict:
+    return {
+        "allow_tie": mode == Mode.FIXED or (mode == Mode.FREE and settings.FREE_DUEL_ALLOW_TIE),
+        "allow_both_bad": mode == Mode.FIXED or (mode == Mode.FREE and settings.FREE_DUEL_ALLOW_BOTH_BAD),
+        "mode_label": Mode(mode).label,
+        "next_url": reverse(MODE_URLS[mode]),
+    }
+
+
+def _issue(request: HttpRequest, mode: str) -> HttpResponse:
+    try:
+        rate_limit(request, "poll")
+        poll = services.poll_create(mode=mode, voter_key=voter_key(request), ip_hash=client_ip_hash(request))
+    except ArenaError as exc:
+        return error_response(request, exc, mode)
+    return _poll_page(request, mode, poll)
+
+
+@poll_response
+@require_GET
+def fixed_duel(request: HttpRequest) -> HttpResponse:
+    return _issue(request, Mode.FIXED)
+
+
+@poll_response
+@require_GET
+def free_for_all(request: HttpRequest) -> HttpResponse:
+    return _issue(request, Mode.FFA)
+
+
+@poll_response
+@require_http_methods(["GET", "POST"])
+def free_duel(request: HttpRequest) -> HttpResponse:
+    if request.method == "GET":
+        return _poll_page(request, Mode.FREE, None, {"pool": selectors.free_prompt_pool(), "max_chars": settings.FREE_PROMPT_MAX_CHARS})
+    prompt_id = request.POST.get("prompt_id") or None
+    try:
+        rate_limit(request, "free", settings.RATELIMIT_FREE_PROMPT)
+        if prompt_id is not None and not prompt_id.isdigit():
+            raise PromptRejected("That prompt is not in the pool.")
+        poll = services.free_poll_create(
+            voter_key=voter_key(request), ip_hash=client_ip_hash(request),
+            prompt_text=request.POST.get("prompt", ""), prompt_id=int(prompt_id) if prompt_id else None,
+        )
+    except ArenaError as exc:
+        return error_response(request, exc, Mode.FREE)
+    return _poll_page(request, Mode.FREE, poll)
+
+
+def _voter_poll(request: HttpRequest, token: uuid.UUID) -> Poll:
+    poll = selectors.poll_with_entries(token)
+    if poll is None:
+        raise PollNotFound("This poll does not exist.")
+    if poll.voter_key != voter_key(request):
+        raise PollForbidden("This poll was issued to someone else.")
+    return poll
+
+
+@poll_response
+@require_GET
+def poll_detail(request: HttpRequest, token: uuid.UUID) -> HttpResponse:
+    """A poll as it stands: the progress of a generating one, the images of a ready one, the reveal after the vote."""
+    try:
+        poll = _voter_poll(request, token)
+    except ArenaError as exc:
+        return error_response(request, exc)
+    poll = services.poll_refresh(poll=poll)
+    if poll.status == Poll.Status.VOTED:
+        entries = list(poll.entries.select_related("variant", "image").order_by("position"))
+        return _reveal(request, poll, Vote.objects.get(poll=poll), entries, replayed=True)
+    return _poll_page(request, poll.mode, poll)
+
+
+@require_GET
+def poll_image(request: HttpRequest, token: uuid.UUID, position: int) -> HttpResponse:
+    """The metadata-free copy of one image of a poll, under the poll's own URL, to the poll's voter only."""
+    try:
+        poll = _voter_poll(request, token)
+    except ArenaError as exc:
+        return HttpResponse(exc.message, status=exc.status, content_type="text/plain")
+    entry = next((e for e in poll.entries.all() if e.position == position), None)
+    if entry is None or entry.image_id is None:
+        raise Http404("no such image")
+    with default_storage.open(entry.image.voter_file.name, "rb") as fh:
+        data = fh.read()
+    response = HttpResponse(data, content_type="image/png")
+    response["Cache-Control"] = "private, max-age=3600"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def _parse_vote(post) -> tuple[str, int | None, list[int] | None]:
+    choice = post.get("choice", "")
+    best = ranking = None
+    if choice == Vote.Choice.BEST:
+        raw = post.get("best", "")
+        best = int(raw) if raw.isdigit() else -1
+    elif choice == Vote.Choice.RANKING:
+        raw = post.get("ranking", "")
+        if raw:
+            parts = raw.split(",")
+            ranking = [int(p) for p in parts if p.strip().isdigit()] if len(parts) <= 4 else []
+            if len(ranking) != len(parts):
+                ranking = []
+        else:  # one select per image giving its place (1 = best), for the form that works without JavaScript
+            places = {}
+            for position in range(4):
+                value = post.get(f"place_{position}", "")
+                if value.isdigit():
+                    places[position] = int(value)
+            ranking = [p for p, _ in sorted(places.items(), key=lambda kv: kv[1])] if sorted(places.values()) == [1, 2, 3, 4] else []
+    return choice, best, ranking
+
+
+@poll_response
+@require_POST
+def poll_vote(request: HttpRequest, token: uuid.UUID) -> HttpResponse:
+    choice, best, ranking = _parse_vote(request.POST)
+    try:
+        rate_limit(request, "vote")
+        result = services.vote_cast(
+            poll_token=str(token), voter_key=voter_key(request), ip_hash=client_ip_hash(request),
+            choice=choice, best=best, ranking=ranking,
+        )
+    except ArenaError as exc:
+        return error_response(request, exc)
+    return _reveal(request, result.poll, result.vote, result.entries, replayed=result.replayed)
+
+
+def _reveal(request: HttpRequest, poll: Poll, vote: Vote, entries: list, *, replayed: bool) -> HttpResponse:
+    changes = (vote.rating_changes or {}).get(poll.mode, {})
+    revealed = []
+    for entry, rank in zip(entries, vote.ranks):
+        change = changes.get(str(entry.variant_id))
+        revealed.append(
+            {
+                "entry": entry,
+                "rank": rank,
+                "winner": rank == min(vote.ranks) and len(set(vote.ranks)) > 1,
+                "elo_before": change["elo"][0] if change else None,
+                "elo_after": change["elo"][1] if change else None,
+                "elo_delta": (change["elo"][1] - change["elo"][0]) if change else None,
+                "mu_after": change["mu"][1] if change else None,
+                "sigma_after": change["sigma"][1] if change else None,
+            }
+        )
+    context = {"poll": poll, "vote": vote, "revealed": revealed, "replayed": replayed, **_poll_flags(poll.mode)}
+    template = "arena/_reveal.html" if request.htmx else "arena/reveal_page.html"
+    return render(request, template, context)
+
