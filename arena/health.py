@@ -174,7 +174,7 @@ def evaluation_health(*, max_voters: int = 50) -> Health:
     total = counted = flagged = 0
     elapsed = []
     rows = Vote.objects.values_list("mode", "choice", "ranks", "flagged", "counted", "elapsed_ms", "voter_key")
-    for mode, choice, ranks, is_flagged, is_counted, ms, voter in rows.iterator(chunk_size=5000):
+    for mode, choice, ranks, is_flagged, is_counted, ms, voter in list(rows):
         total += 1
         counted += bool(is_counted)
         flagged += bool(is_flagged)
@@ -217,11 +217,11 @@ def judge_duels() -> list[tuple[int, int, str]]:
     """(left image id, right image id, winner) of the counted fixed- and free-prompt duels decided left or
     right whose two images are known (image ids from ``PollEntry.image``); one query."""
     entries = PollEntry.objects.filter(
-        poll__vote__counted=True, poll__vote__mode__in=DUEL_MODES,
+        poll__vote__counted=True, poll__vote__excluded=False, poll__vote__mode__in=DUEL_MODES,
         poll__vote__choice__in=[Vote.Choice.LEFT, Vote.Choice.RIGHT], position__lte=1,
     ).values_list("poll_id", "position", "image_id", "poll__vote__choice")
     polls: dict[int, dict] = defaultdict(dict)
-    for poll_id, position, image_id, choice in entries.iterator(chunk_size=5000):
+    for poll_id, position, image_id, choice in list(entries):
         polls[poll_id][position] = image_id
         polls[poll_id]["choice"] = choice
     return [

@@ -43,6 +43,8 @@ class Poll(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     shown_at = models.DateTimeField(null=True, blank=True, help_text="when all images were ready to be seen")
     expires_at = models.DateTimeField()
+    propensity = models.FloatField(null=True, blank=True,
+                                   help_text="probability the matchmaker gave the shown set of models (None: unknown)")
 
     class Meta:
         indexes = [models.Index(fields=["voter_key", "status"])]
@@ -73,10 +75,14 @@ class PollEntry(models.Model):
 
 
 class Vote(models.Model):
-    """The append-only vote log, source of truth for every rating. One vote per poll, never updated.
+    """The append-only vote log, source of truth for every rating. One vote per poll; what a voter gave is
+    never updated.
 
     ``variants`` and ``ranks`` repeat the poll's outcome (model ids in screen order, rank 0 best, equal ranks
-    a tie) so a replay reads this table alone, in the stable order (created_at, id).
+    a tie) so a replay reads this table alone. The ratings consumer (``arena.services.ratings``) gives each vote
+    its place in the log, ``seq`` (the order it saw the votes committed), the ``chain_hash`` that chains it to
+    the vote before it, and the ``rating_changes`` shown at the reveal; a replay in ``seq`` order gives exactly
+    the live ratings.
     """
 
     class Choice(models.TextChoices):
@@ -100,11 +106,15 @@ class Vote(models.Model):
     flagged = models.BooleanField(default=False)
     flag_reason = models.CharField(max_length=200, blank=True)
     counted = models.BooleanField(default=True, help_text="whether ratings include this vote")
+    excluded = models.BooleanField(default=False, help_text="left out because an admin excluded the voter")
     rating_changes = models.JSONField(default=dict, help_text="per model: ratings before and after, for the reveal")
+    seq = models.BigIntegerField(null=True, blank=True, unique=True, help_text="place in the log (ratings consumer)")
+    chain_hash = models.CharField(max_length=64, blank=True, help_text="sha256 of the previous vote's hash and this vote")
 
     class Meta:
-        ordering = ["created_at", "id"]
-        indexes = [models.Index(fields=["created_at", "id"]), models.Index(fields=["mode", "counted"])]
+        ordering = ["id"]
+        indexes = [models.Index(fields=["created_at", "id"]), models.Index(fields=["mode", "counted"]),
+                   models.Index(fields=["id"], condition=Q(seq__isnull=True), name="vote_unsequenced")]
 
     def __str__(self) -> str:
         return f"vote {self.pk} ({self.choice})"
@@ -160,3 +170,37 @@ class LeaderboardSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scope} leaderboard of {self.vote_count} votes ({self.vote_log_hash[:12]})"
+
+
+class RatingLedger(models.Model):
+    """The ratings consumer's place in the vote log (one row): the last ``seq`` it gave and the chain's head.
+    The consumer locks this row, so two consumers never sequence the same votes."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    last_seq = models.BigIntegerField(default=0)
+    head_hash = models.CharField(max_length=64, default="0" * 64)
+    rebuild_requested = models.BooleanField(default=False, help_text="an exclusion changed which votes count")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(id=1), name="rating_ledger_single_row")]
+
+
+class VoterExclusion(models.Model):
+    """An admin's decision to leave a voter's votes out of the ratings (logged; lifting it is logged too)."""
+
+    voter_key = models.CharField(max_length=64, db_index=True)
+    reason = models.CharField(max_length=500)
+    created_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    lifted_at = models.DateTimeField(null=True, blank=True)
+    votes_affected = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["voter_key"], condition=Q(lifted_at__isnull=True), name="exclusion_one_active"),
+        ]
+
+    def __str__(self) -> str:
+        return f"exclusion {self.pk}"

@@ -15,11 +15,23 @@ from dataclasses import dataclass, field
 
 from django.db.models import Count, Max
 
-from generation.models import Image, Prompt
+from generation.models import Image, ModelVariant, Prompt
 
 TTL = 60.0
 CHECK_SECONDS = 2.0
 Group = tuple[int, str]  # (prompt_id, settings_key)
+
+
+@dataclass(frozen=True, slots=True)
+class ImageInfo:
+    """What a poll page and its image URLs need of an image, without a query."""
+
+    id: int
+    variant_id: int
+    group: Group
+    voter_file: str  # storage name of the metadata-free copy voters see
+    width: int
+    height: int
 
 
 @dataclass
@@ -29,6 +41,9 @@ class GroupIndex:
     checked_at: float
     by_variant: dict[int, frozenset[Group]] = field(default_factory=dict)
     images: dict[Group, dict[int, int]] = field(default_factory=dict)  # group -> {variant_id: image_id}
+    info: dict[int, ImageInfo] = field(default_factory=dict)  # image id -> what pages need
+    prompts: dict[int, str] = field(default_factory=dict)  # prompt id -> text
+    names: dict[int, str] = field(default_factory=dict)  # model id -> name (shown at the reveal)
 
     def common(self, variant_ids: list[int]) -> set[Group]:
         sets = [self.by_variant.get(v, frozenset()) for v in variant_ids]
@@ -55,11 +70,17 @@ def _fingerprint() -> tuple[int, int]:
 def _build(fingerprint: tuple[int, int], now: float) -> GroupIndex:
     built = GroupIndex(fingerprint=fingerprint, built_at=now, checked_at=now)
     by_variant: dict[int, set[Group]] = {}
-    for image_id, variant_id, prompt_id, key in list(_fixed_images().values_list("id", "variant_id", "prompt_id", "settings_key")):
+    rows = _fixed_images().values_list("id", "variant_id", "prompt_id", "settings_key", "voter_file", "width", "height")
+    for image_id, variant_id, prompt_id, key, voter_file, width, height in list(rows):
         group = (prompt_id, key)
         built.images.setdefault(group, {})[variant_id] = image_id
+        built.info[image_id] = ImageInfo(image_id, variant_id, group, voter_file, width, height)
         by_variant.setdefault(variant_id, set()).add(group)
     built.by_variant = {v: frozenset(g) for v, g in by_variant.items()}
+    used = {g[0] for g in built.images}
+    built.prompts = {i: text for i, text in Prompt.objects.filter(source=Prompt.Source.FIXED).values_list("id", "text")
+                     if i in used}
+    built.names = dict(ModelVariant.objects.values_list("id", "name"))
     return built
 
 

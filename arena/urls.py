@@ -1,6 +1,20 @@
-from django.urls import include, path, re_path
+from django.urls import include, path, re_path, register_converter
 
 from arena.views import boards, models, polls, stats
+
+class PollToken:
+    """A poll's token: the UUID of a free-prompt duel, or an issued poll's encrypted ticket (base64url)."""
+
+    regex = r"[A-Za-z0-9_-]{1,400}"
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value) -> str:
+        return str(value)
+
+
+register_converter(PollToken, "polltoken")
 
 app_name = "arena"
 urlpatterns = [
@@ -8,9 +22,10 @@ urlpatterns = [
     path("duel/", polls.fixed_duel, name="fixed"),
     path("free/", polls.free_duel, name="free"),
     path("ffa/", polls.free_for_all, name="ffa"),
-    path("poll/<uuid:token>/", polls.poll_detail, name="poll"),
-    path("poll/<uuid:token>/vote/", polls.poll_vote, name="vote"),
-    path("poll/<uuid:token>/image/<int:position>", polls.poll_image, name="poll_image"),
+    path("poll/<polltoken:token>/", polls.poll_detail, name="poll"),
+    path("poll/<polltoken:token>/vote/", polls.poll_vote, name="vote"),
+    path("poll/<polltoken:token>/reveal/", polls.poll_reveal, name="reveal"),
+    path("poll/<polltoken:token>/image/<int:position>", polls.poll_image, name="poll_image"),
     path("leaderboard/", boards.leaderboard, name="leaderboard"),
     path("leaderboard/reports/", boards.leaderboard_reports, name="leaderboard_reports"),
     path("leaderboard/export.<str:fmt>", boards.leaderboard_export, name="leaderboard_export"),

@@ -117,6 +117,10 @@ CLIENT_IP_HEADER = env_str("CLIENT_IP_HEADER", "REMOTE_ADDR")
 POLL_TTL_SECONDS = env_int("POLL_TTL_SECONDS", 15 * 60, minimum=10)
 MIN_VOTE_SECONDS = env_float("MIN_VOTE_SECONDS", 1.0, minimum=0.0)
 COUNT_FAST_VOTES = env_bool("COUNT_FAST_VOTES", False)
+# Who applies votes to the ratings: "task" (each vote's commit queues the arena.apply_ratings task; in process
+# when tasks run eagerly) or "external" (a separate `manage.py apply_ratings --follow` process does).
+RATINGS_CONSUMER = env_choice("RATINGS_CONSUMER", "task", ("task", "external"))
+VOTER_DAILY_CAP = env_int("VOTER_DAILY_CAP", 0, minimum=0)  # votes one voter may cast per UTC day (0: no cap)
 FREE_DUEL_ALLOW_TIE = env_bool("FREE_DUEL_ALLOW_TIE", True)
 FREE_DUEL_ALLOW_BOTH_BAD = env_bool("FREE_DUEL_ALLOW_BOTH_BAD", True)
 FREE_PROMPT_MAX_CHARS = env_int("FREE_PROMPT_MAX_CHARS", 1000, minimum=10)
@@ -193,7 +197,9 @@ STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "staticfiles")))
 WHITENOISE_USE_FINDERS = True  # serve app and project static files even before collectstatic
 MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
-SERVE_MEDIA = env_bool("SERVE_MEDIA", True)  # staff-only media served by Django in the embedded setup
+# Behind nginx: the internal location that serves MEDIA_ROOT (e.g. /internal-media/); poll images are then sent
+# by the front server (X-Accel-Redirect) after Django has checked the voter. Empty: Django streams them.
+MEDIA_INTERNAL_REDIRECT = env_str("MEDIA_INTERNAL_REDIRECT", "")
 STORAGES = {
     "default": {"BACKEND": env_str("DEFAULT_FILE_STORAGE", "django.core.files.storage.FileSystemStorage")},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

@@ -15,10 +15,12 @@ def _media_and_cache(settings, tmp_path):
     from django.core.cache import cache
 
     from arena import pollgroups
+    from arena.selectors import polls
 
     settings.MEDIA_ROOT = tmp_path / "media"
     cache.clear()
     pollgroups.invalidate()
+    polls.forget_candidates()
     yield
     cache.clear()
 

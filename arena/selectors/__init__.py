@@ -11,7 +11,13 @@ from arena.selectors.models import (
     ratings_by_scope,
     scope_choices,
 )
-from arena.selectors.polls import free_prompt_from_pool, free_prompt_pool, matchmaking_candidates, poll_with_entries
+from arena.selectors.polls import (
+    free_prompt_from_pool,
+    free_prompt_pool,
+    matchmaking_candidates,
+    poll_with_entries,
+    revealed_images,
+)
 from arena.selectors.votelog import (
     VoteLog,
     log_fingerprint,
@@ -25,6 +31,7 @@ from arena.selectors.votelog import (
 
 __all__ = [
     "OpponentRecord", "VoteLog", "automatic_scores", "free_prompt_from_pool", "free_prompt_pool", "log_fingerprint",
-    "matchmaking_candidates", "model_images", "model_ratings", "model_record", "poll_with_entries", "ratings_by_scope", "record_from_row",
-    "records_fingerprint", "scope_choices", "vote_counts", "vote_log", "vote_records", "votes_per_day",
+    "matchmaking_candidates", "model_images", "model_ratings", "model_record", "poll_with_entries",
+    "ratings_by_scope", "record_from_row", "records_fingerprint", "revealed_images", "scope_choices", "vote_counts",
+    "vote_log", "vote_records", "votes_per_day",
 ]

@@ -9,6 +9,7 @@ from django.db.models import Exists, OuterRef
 
 from arena.models import Mode, Poll, Rating, Scope, Vote
 from arena.rating_settings import elo_params, trueskill_params
+from arena.selectors.votelog import counted_votes
 from generation.models import Image, ModelVariant
 from generation.scoring import selectors as scoring
 from ratings.outcomes import Outcome, pairwise
@@ -29,11 +30,11 @@ class OpponentRecord:
 
 def model_record(variant_id: int) -> list[OpponentRecord]:
     """Pairwise record against each opponent, from the counted votes of polls this model was in."""
-    votes = Vote.objects.filter(counted=True).filter(
+    votes = counted_votes().filter(
         Exists(Poll.objects.filter(id=OuterRef("poll_id"), entries__variant_id=variant_id))
     ).values_list("variants", "ranks", "full_ranking")
     records: dict[int, OpponentRecord] = {}
-    for variants, ranks, full in votes.iterator():
+    for variants, ranks, full in list(votes):
         for a, b, score in pairwise(Outcome(players=tuple(variants), ranks=tuple(ranks), full_ranking=full)):
             if variant_id not in (a, b):
                 continue

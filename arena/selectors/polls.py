@@ -2,17 +2,41 @@
 
 from __future__ import annotations
 
+import time
+
 from django.db.models import Exists, FilteredRelation, OuterRef, Q
 
-from arena.models import Poll
+from arena.models import Poll, PollEntry
 from arena.rating_settings import trueskill_params
 from generation.models import ModelVariant, Prompt
 from ratings.matchmaking import Candidate
 
 
+#: Seconds a process reuses its snapshot of the candidates (ratings move a little with each vote; the
+#: matchmaker's probabilities are computed from the snapshot it used, so they stay exact).
+CANDIDATES_TTL = 2.0
+_snapshots: dict[tuple[str, bool], tuple[float, list[Candidate]]] = {}
+
+
 def matchmaking_candidates(*, scope: str, generating: bool = False) -> list[Candidate]:
     """Enabled, healthy models with what the matchmaker weighs: comparisons so far in the scope, TrueSkill,
-    the admin's weight. ``generating``: only models with local weights (for live generation). One query."""
+    the admin's weight. ``generating``: only models with local weights (for live generation). From this
+    process's snapshot, read again (one query) when it is older than ``CANDIDATES_TTL``."""
+    key = (scope, generating)
+    taken = _snapshots.get(key)
+    now = time.monotonic()
+    if taken is not None and now - taken[0] < CANDIDATES_TTL:
+        return list(taken[1])
+    candidates = _read_candidates(scope=scope, generating=generating)
+    _snapshots[key] = (now, candidates)
+    return list(candidates)
+
+
+def forget_candidates() -> None:
+    _snapshots.clear()
+
+
+def _read_candidates(*, scope: str, generating: bool) -> list[Candidate]:
     ts = trueskill_params()
     variants = ModelVariant.objects.filter(enabled=True, health=ModelVariant.Health.OK)
     if generating:
@@ -53,3 +77,9 @@ def free_prompt_from_pool(prompt_id: int) -> Prompt | None:
     shown = Poll.objects.filter(prompt_id=OuterRef("pk"), status__in=[Poll.Status.READY, Poll.Status.VOTED])
     return Prompt.objects.filter(id=prompt_id, source=Prompt.Source.FREE).filter(Exists(shown)).first()
 
+
+
+def revealed_images(*, voter_key: str) -> set[int]:
+    """Images this voter has seen with their model's name (every image of the polls they voted on)."""
+    return set(PollEntry.objects.filter(poll__voter_key=voter_key, poll__status=Poll.Status.VOTED, image__isnull=False)
+               .values_list("image_id", flat=True))

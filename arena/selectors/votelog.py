@@ -17,25 +17,40 @@ from generation.models import ModelVariant
 from ratings.log import VoteRecord
 
 
-def _counted(scope: str):
-    votes = Vote.objects.filter(counted=True)
+def counted_votes(scope: str = Scope.OVERALL):
+    """The votes that ratings count, in ``scope``: cast at a human pace (or counted anyway), not excluded by an
+    admin, and already given their place in the log by the ratings consumer."""
+    votes = Vote.objects.filter(counted=True, excluded=False, seq__isnull=False)
     return votes if scope == Scope.OVERALL else votes.filter(mode=scope)
 
+RECORD_FIELDS = ("seq", "created_at", "mode", "variants", "ranks", "full_ranking", "choice")
 
-def record_from_row(vid, created_at, mode, variants, ranks, full_ranking, choice) -> VoteRecord:
-    """A vote row (id, created_at, mode, variants, ranks, full_ranking, choice) as the ratings engine reads it."""
+
+def record_from_row(seq, created_at, mode, variants, ranks, full_ranking, choice, *, not_before: float = 0.0) -> VoteRecord:
+    """A vote row (``RECORD_FIELDS``) as the ratings engine reads it. The record's id is the vote's place in the
+    log (``seq``) and its timestamp never goes back in that order (``not_before``: the previous record's), so
+    the engine's (timestamp, id) order is the log's order."""
     return VoteRecord(
-        id=vid, timestamp=created_at, mode=mode, players=tuple(variants), ranks=tuple(ranks),
-        full_ranking=full_ranking, both_bad=choice == Vote.Choice.BOTH_BAD,
+        id=seq, timestamp=max(created_at.timestamp(), not_before), mode=mode, players=tuple(variants),
+        ranks=tuple(ranks), full_ranking=full_ranking, both_bad=choice == Vote.Choice.BOTH_BAD,
     )
+
+
+def records_from_rows(rows) -> list[VoteRecord]:
+    """Rows of ``RECORD_FIELDS`` in ``seq`` order → records (see :func:`record_from_row`)."""
+    records: list[VoteRecord] = []
+    last = 0.0
+    for row in rows:
+        record = record_from_row(*row, not_before=last)
+        last = record.timestamp
+        records.append(record)
+    return records
 
 
 def vote_records(scope: str) -> list[VoteRecord]:
-    """The counted votes of ``scope`` as the ratings engine reads them, in replay order (one query)."""
-    rows = _counted(scope).order_by("created_at", "id").values_list(
-        "id", "created_at", "mode", "variants", "ranks", "full_ranking", "choice"
-    )
-    return [record_from_row(*row) for row in rows.iterator(chunk_size=5000)]
+    """The counted votes of ``scope`` as the ratings engine reads them, in the log's order (one query, read whole:
+    no server-side cursor is left half-read if a row fails)."""
+    return records_from_rows(list(counted_votes(scope).order_by("seq").values_list(*RECORD_FIELDS)))
 
 
 def _fingerprint(count: int, id_sum: int, id_max: int) -> str:
@@ -44,7 +59,7 @@ def _fingerprint(count: int, id_sum: int, id_max: int) -> str:
 
 def log_fingerprint(scope: str) -> tuple[str, int]:
     """``(fingerprint, counted votes)`` of the scope's log, in one aggregate query."""
-    agg = _counted(scope).aggregate(n=Count("id"), s=Sum("id"), m=Max("id"))
+    agg = counted_votes(scope).aggregate(n=Count("seq"), s=Sum("seq"), m=Max("seq"))
     n = agg["n"] or 0
     return _fingerprint(n, agg["s"] or 0, agg["m"] or 0), n
 
@@ -56,40 +71,48 @@ def records_fingerprint(records: Iterable[VoteRecord]) -> str:
 
 @dataclass
 class VoteLog:
-    """The counted votes of a scope with what the exports add: model names, hashed voters, the choices."""
+    """The counted votes of a scope with what the exports add: model names, hashed voters, the choices, and the
+    vote-log chain's head (the hash a reader checks the log they rate from against)."""
 
     records: list[VoteRecord]
     names: dict[int, str]
-    judges: dict[int, str]  # vote id -> voter_hash
+    judges: dict[int, str]  # record id (seq) -> voter_hash
     choices: dict[int, str] = field(default_factory=dict)
+    head_hash: str = ""
+    chain: dict[int, str] = field(default_factory=dict)  # record id (seq) -> the chain hash after that vote
 
 
 def vote_log(scope: str) -> VoteLog:
     scope = scope_clean(scope)
-    rows = _counted(scope).order_by("created_at", "id").values_list(
-        "id", "created_at", "mode", "variants", "ranks", "full_ranking", "choice", "voter_key"
-    )
-    records, judges, choices, hashes = [], {}, {}, {}
-    for vid, created_at, mode, variants, ranks, full, choice, key in rows.iterator(chunk_size=5000):
-        records.append(record_from_row(vid, created_at, mode, variants, ranks, full, choice))
+    rows = list(counted_votes(scope).order_by("seq").values_list(*RECORD_FIELDS, "voter_key", "chain_hash"))
+    records = records_from_rows(row[:len(RECORD_FIELDS)] for row in rows)
+    judges, choices, chain, hashes = {}, {}, {}, {}
+    for record, row in zip(records, rows):
+        key = row[-2]
         if key not in hashes:
             hashes[key] = voter_hash(key)
-        judges[vid] = hashes[key]
-        choices[vid] = choice
+        judges[record.id] = hashes[key]
+        choices[record.id] = row[6]
+        chain[record.id] = row[-1]
     ids = {p for r in records for p in r.players}
     names = dict(ModelVariant.objects.filter(id__in=ids).values_list("id", "name")) if ids else {}
     for i in ids - names.keys():
         names[i] = f"#{i}"
-    return VoteLog(records=records, names=names, judges=judges, choices=choices)
+    return VoteLog(records=records, names=names, judges=judges, choices=choices, head_hash=chain_head(), chain=chain)
+
+
+def chain_head() -> str:
+    """The hash of the last vote the ratings consumer placed in the log (all votes, counted or not)."""
+    head = Vote.objects.filter(seq__isnull=False).order_by("-seq").values_list("chain_hash", flat=True).first()
+    return head or ""
 
 
 def votes_per_day(scope: str) -> dict[str, dict[dt.date, int]]:
     """Counted votes per UTC day, per mode (one query)."""
     out: dict[str, dict[dt.date, int]] = defaultdict(Counter)
-    for mode, created_at in _counted(scope).values_list("mode", "created_at").iterator(chunk_size=5000):
+    for mode, created_at in counted_votes(scope).values_list("mode", "created_at"):
         out[mode][created_at.astimezone(dt.timezone.utc).date()] += 1
     return dict(out)
-
 
 
 def vote_counts() -> dict[str, int]:

@@ -6,15 +6,18 @@ from __future__ import annotations
 import datetime as dt
 import random
 import secrets
+import uuid
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from arena import pollgroups, selectors
-from arena.errors import NoPollAvailable, PromptRejected
+from arena import pollgroups, polltickets, selectors
+from arena.errors import NoPollAvailable, PollNotFound, PromptRejected
 from arena.models import Mode, Poll, PollEntry
+from arena.polltickets import PollTicket
 from arena.services.prompts import free_prompt_clean, with_rating_token
 from generation import services as generation_services
 from generation.models import GenerationTask, Image, ModelVariant, Prompt
@@ -27,6 +30,43 @@ def _entries_needed(mode: str) -> int:
     return 4 if mode == Mode.FFA else 2
 
 
+@dataclass(frozen=True)
+class ShownImage:
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class ShownEntry:
+    """One image slot of an issued poll: its screen position and image (the model stays on the ticket)."""
+
+    position: int
+    image_id: int
+    image: ShownImage
+
+
+@dataclass(frozen=True)
+class ShownPrompt:
+    id: int
+    text: str
+
+
+@dataclass(frozen=True)
+class IssuedPoll:
+    """A fixed-prompt duel or free-for-all poll as issued: nothing about it is in the database until the vote.
+    The page shows ``prompt`` and ``entries``; ``token`` (the encrypted ticket) is in every URL of the poll."""
+
+    ticket: PollTicket
+    token: str  # the ticket, encrypted once: every URL of the poll carries this same string
+    prompt: ShownPrompt
+    entries: tuple[ShownEntry, ...]
+    status: str = "ready"
+
+    @property
+    def mode(self) -> str:
+        return self.ticket.mode
+
+
 def _pick(*, mode: str, candidates: list[matchmaking.Candidate], k: int, rng: random.Random) -> list[int]:
     try:
         return matchmaking.pick(settings.MATCHMAKING_STRATEGY, candidates, k, rng)
@@ -36,57 +76,76 @@ def _pick(*, mode: str, candidates: list[matchmaking.Candidate], k: int, rng: ra
         ) from None
 
 
-def poll_create(*, mode: str, voter_key: str, ip_hash: str, rng: random.Random | None = None) -> Poll:
-    """Issue a fixed-prompt duel or a free-for-all poll of pre-generated images to one voter.
+def _unseen(groups: pollgroups.GroupIndex, seen: set[int]) -> dict[int, frozenset]:
+    """Per model, the groups whose image of that model this voter has not been shown with its name yet."""
+    if not seen:
+        return dict(groups.by_variant)
+    hidden: dict[int, set] = {}
+    for image_id in seen:
+        info = groups.info.get(image_id)
+        if info is not None:
+            hidden.setdefault(info.variant_id, set()).add(info.group)
+    return {v: gs - hidden.get(v, set()) if v in hidden else gs for v, gs in groups.by_variant.items()}
 
-    The matchmaker picks the models among the enabled, healthy ones that have fixed-prompt images; then a
-    random prompt, seed and settings that all of them have images for is shown."""
+
+def _draw(mode: str, voter_key: str, rng: random.Random) -> tuple[list[int], tuple, float | None]:
+    """The models and the group (prompt, seed and settings) of the next poll for this voter."""
+    k = _entries_needed(mode)
+    groups = pollgroups.index()
+    by_variant = _unseen(groups, selectors.revealed_images(voter_key=voter_key))
+    candidates = [c for c in selectors.matchmaking_candidates(scope=mode) if by_variant.get(c.id)]
+    for _attempt in range(8):
+        picked = _pick(mode=mode, candidates=candidates, k=k, rng=rng)
+        sets = sorted((by_variant[v] for v in picked), key=len)
+        common = set(sets[0]).intersection(*sets[1:])
+        if common:
+            return picked, rng.choice(sorted(common)), None
+        # The pick shares no unseen prompt: narrow to the models of one of its pivot's prompts.
+        allowed = {c.id for c in candidates}
+        pivot = [g for g in sorted(by_variant[picked[0]]) if len(allowed & groups.images[g].keys()) >= k]
+        members = allowed & groups.images[rng.choice(pivot)].keys() if pivot else allowed - {picked[0]}
+        candidates = [c for c in candidates if c.id in members]
+        if len(candidates) < k:
+            break
+    raise NoPollAvailable("No prompt has images from enough models yet; ask an admin to run a generation job.")
+
+
+def poll_create(*, mode: str, voter_key: str, ip_hash: str = "", rng: random.Random | None = None,
+                now: dt.datetime | None = None) -> IssuedPoll:
+    """Issue a fixed-prompt duel or a free-for-all poll of pre-generated images to one voter, writing nothing:
+    the poll is a ticket (:mod:`arena.polltickets`) in its URLs until the vote stores it.
+
+    The models are drawn among the enabled, healthy ones with fixed-prompt images, then a prompt, seed and
+    settings they all have images for, never one whose image of a model was revealed to this voter before."""
     if mode not in (Mode.FIXED, Mode.FFA):
         raise ValueError(f"poll_create makes fixed-prompt duels and free-for-all polls, not {mode!r}")
     rng = rng or _rng
-    k = _entries_needed(mode)
+    picked, group, propensity = _draw(mode, voter_key, rng)
     groups = pollgroups.index()
-    candidates = [c for c in selectors.matchmaking_candidates(scope=mode) if c.id in groups.by_variant]
-    picked: list[int] = []
-    common: set = set()
-    for _attempt in range(6):
-        picked = _pick(mode=mode, candidates=candidates, k=k, rng=rng)
-        common = groups.common(picked)
-        if common:
-            break
-        # The matchmaker's choice shares no prompt: narrow to the models of one of its pivot's prompts that
-        # enough models have, or, when the pivot has none, leave the pivot out.
-        allowed = {c.id for c in candidates}
-        pivot_groups = [g for g in groups.by_variant.get(picked[0], ()) if len(allowed & groups.images[g].keys()) >= k]
-        if pivot_groups:
-            members = allowed & groups.images[rng.choice(pivot_groups)].keys()
-            candidates = [c for c in candidates if c.id in members]
-        else:
-            candidates = [c for c in candidates if c.id != picked[0]]
-        if len(candidates) < k:
-            break
-    if not common:
-        raise NoPollAvailable("No prompt has images from enough models yet; ask an admin to run a generation job.")
-    group = rng.choice(list(common))
-    image_ids = [groups.images[group][v] for v in picked]
-    images = {i.variant_id: i for i in Image.objects.filter(id__in=image_ids).select_related("prompt")}
-    if len(images) != k or len({(i.width, i.height) for i in images.values()}) != 1:
-        pollgroups.invalidate()  # the index was stale: an image went away
-        raise NoPollAvailable("The images of this poll changed just now; try again.")
     rng.shuffle(picked)
-    anchor = images[picked[0]]
-    now = timezone.now()
-    with transaction.atomic():
-        poll = Poll.objects.create(
-            mode=mode, voter_key=voter_key, ip_hash=ip_hash, prompt_id=anchor.prompt_id, settings_key=anchor.settings_key,
-            status=Poll.Status.READY, shown_at=now, expires_at=now + dt.timedelta(seconds=settings.POLL_TTL_SECONDS),
-        )
-        entries = PollEntry.objects.bulk_create(
-            [PollEntry(poll=poll, position=i, variant_id=v, image=images[v]) for i, v in enumerate(picked)]
-        )
-    poll.prompt = anchor.prompt
-    poll.issued_entries = entries  # what the page shows, without reading it back
-    return poll
+    image_ids = [groups.images[group][v] for v in picked]
+    infos = [groups.info[i] for i in image_ids]
+    if len({(i.width, i.height) for i in infos}) != 1:
+        raise NoPollAvailable("The images of this prompt differ in size; ask an admin to check the generation job.")
+    ticket = PollTicket(nonce=uuid.uuid4(), voter_key=voter_key, mode=mode, image_ids=tuple(image_ids),
+                        issued_at=now or timezone.now(), propensity=propensity)
+    entries = tuple(ShownEntry(position=i, image_id=info.id, image=ShownImage(info.width, info.height))
+                    for i, info in enumerate(infos))
+    return IssuedPoll(ticket=ticket, token=polltickets.encode(ticket), prompt=ShownPrompt(group[0], groups.prompts.get(group[0], "")),
+                      entries=entries)
+
+
+def issued_poll(ticket: PollTicket, token: str) -> IssuedPoll:
+    """The page of a ticket's poll again (a reload of its URL, ``token``)."""
+    groups = pollgroups.index()
+    infos = [groups.info.get(i) for i in ticket.image_ids]
+    if any(info is None for info in infos):
+        raise PollNotFound("The images of this poll are gone; here is a new one.")
+    prompt_id = infos[0].group[0]
+    entries = tuple(ShownEntry(position=i, image_id=info.id, image=ShownImage(info.width, info.height))
+                    for i, info in enumerate(infos))
+    return IssuedPoll(ticket=ticket, token=token, prompt=ShownPrompt(prompt_id, groups.prompts.get(prompt_id, "")),
+                      entries=entries)
 
 
 def free_poll_create(

@@ -3,8 +3,6 @@ full page, or its htmx partial when ``request.htmx``."""
 
 from __future__ import annotations
 
-import uuid
-
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.http import Http404, HttpRequest, HttpResponse
@@ -12,16 +10,22 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from arena import selectors, services
+from arena import pollgroups, polltickets, selectors, services
+from arena.polltickets import PollTicket
+from arena.services.polls import IssuedPoll
 from arena.errors import ArenaError, PollForbidden, PollNotFound, PromptRejected
 from arena.models import Mode, Poll, Vote
 from arena.views.common import MODE_URLS, error_response, poll_response, rate_limit
 from arena.voters import client_ip_hash, voter_key
 
 
-def _poll_page(request: HttpRequest, mode: str, poll: Poll | None, extra: dict | None = None) -> HttpResponse:
-    entries = getattr(poll, "issued_entries", None) if poll else []
-    if entries is None:
+def _poll_page(request: HttpRequest, mode: str, poll, extra: dict | None = None) -> HttpResponse:
+    """A poll's page: an issued ticket (entries in memory) or a free-prompt duel's row."""
+    if poll is None:
+        entries = []
+    elif isinstance(poll, IssuedPoll):
+        entries = list(poll.entries)
+    else:
         entries = list(poll.entries.select_related("image"))
     context = {"poll": poll, "mode": mode, "entries": entries, **(extra or {})}
     context.update(_poll_flags(mode))
@@ -78,7 +82,7 @@ def free_duel(request: HttpRequest) -> HttpResponse:
     return _poll_page(request, Mode.FREE, poll)
 
 
-def _voter_poll(request: HttpRequest, token: uuid.UUID) -> Poll:
+def _voter_poll(request: HttpRequest, token: str) -> Poll:
     poll = selectors.poll_with_entries(token)
     if poll is None:
         raise PollNotFound("This poll does not exist.")
@@ -87,35 +91,68 @@ def _voter_poll(request: HttpRequest, token: uuid.UUID) -> Poll:
     return poll
 
 
+def _voter_ticket(request: HttpRequest, token: str) -> PollTicket:
+    ticket = polltickets.decode(token)
+    if ticket.voter_key != voter_key(request):
+        raise PollForbidden("This poll was issued to someone else.")
+    return ticket
+
+
 @poll_response
 @require_GET
-def poll_detail(request: HttpRequest, token: uuid.UUID) -> HttpResponse:
+def poll_detail(request: HttpRequest, token: str) -> HttpResponse:
     """A poll as it stands: the progress of a generating one, the images of a ready one, the reveal after the vote."""
     try:
-        poll = _voter_poll(request, token)
+        if polltickets.is_uuid(token):
+            poll = services.poll_refresh(poll=_voter_poll(request, token))
+        else:
+            ticket = _voter_ticket(request, token)
+            poll = selectors.poll_with_entries(ticket.nonce)
+            if poll is None:
+                return _poll_page(request, ticket.mode, services.issued_poll(ticket, token))
     except ArenaError as exc:
         return error_response(request, exc)
-    poll = services.poll_refresh(poll=poll)
     if poll.status == Poll.Status.VOTED:
         entries = list(poll.entries.select_related("variant", "image").order_by("position"))
-        return _reveal(request, poll, Vote.objects.get(poll=poll), entries, replayed=True)
+        return _reveal(request, poll, Vote.objects.get(poll=poll), entries, replayed=True, token=token)
     return _poll_page(request, poll.mode, poll)
 
 
+def _image_file(request: HttpRequest, token: str, position: int) -> str:
+    """The storage name of the voter copy of one image of the voter's poll."""
+    if polltickets.is_uuid(token):
+        entry = next((e for e in _voter_poll(request, token).entries.all() if e.position == position), None)
+        if entry is None or entry.image_id is None:
+            raise Http404("no such image")
+        return entry.image.voter_file.name
+    ticket = _voter_ticket(request, token)
+    if not 0 <= position < len(ticket.image_ids):
+        raise Http404("no such image")
+    info = pollgroups.index().info.get(ticket.image_ids[position])
+    if info is None:
+        raise Http404("this image is gone")
+    return info.voter_file
+
+
 @require_GET
-def poll_image(request: HttpRequest, token: uuid.UUID, position: int) -> HttpResponse:
-    """The metadata-free copy of one image of a poll, under the poll's own URL, to the poll's voter only."""
+def poll_image(request: HttpRequest, token: str, position: int) -> HttpResponse:
+    """The metadata-free copy of one image of a poll, under the poll's own URL (unguessable: the ticket is
+    encrypted), to the poll's voter only. Django checks access; the bytes come from the media storage, or from
+    the front server when ``MEDIA_INTERNAL_REDIRECT`` names its internal location (X-Accel-Redirect)."""
     try:
-        poll = _voter_poll(request, token)
+        name = _image_file(request, token, position)
     except ArenaError as exc:
         return HttpResponse(exc.message, status=exc.status, content_type="text/plain")
-    entry = next((e for e in poll.entries.all() if e.position == position), None)
-    if entry is None or entry.image_id is None:
-        raise Http404("no such image")
-    with default_storage.open(entry.image.voter_file.name, "rb") as fh:
-        data = fh.read()
-    response = HttpResponse(data, content_type="image/png")
-    response["Cache-Control"] = "private, max-age=3600"
+    if settings.MEDIA_INTERNAL_REDIRECT:
+        response = HttpResponse(content_type="image/png")
+        response["X-Accel-Redirect"] = settings.MEDIA_INTERNAL_REDIRECT.rstrip("/") + "/" + name
+    else:
+        try:
+            with default_storage.open(name, "rb") as fh:
+                response = HttpResponse(fh.read(), content_type="image/png")
+        except FileNotFoundError:
+            raise Http404("this image is gone") from None
+    response["Cache-Control"] = "private, max-age=86400, immutable"
     response["X-Content-Type-Options"] = "nosniff"
     return response
 
@@ -145,7 +182,7 @@ def _parse_vote(post) -> tuple[str, int | None, list[int] | None]:
 
 @poll_response
 @require_POST
-def poll_vote(request: HttpRequest, token: uuid.UUID) -> HttpResponse:
+def poll_vote(request: HttpRequest, token: str) -> HttpResponse:
     choice, best, ranking = _parse_vote(request.POST)
     try:
         rate_limit(request, "vote")
@@ -155,10 +192,32 @@ def poll_vote(request: HttpRequest, token: uuid.UUID) -> HttpResponse:
         )
     except ArenaError as exc:
         return error_response(request, exc)
-    return _reveal(request, result.poll, result.vote, result.entries, replayed=result.replayed)
+    return _reveal(request, result.poll, result.vote, result.entries, replayed=result.replayed, token=token)
 
 
-def _reveal(request: HttpRequest, poll: Poll, vote: Vote, entries: list, *, replayed: bool) -> HttpResponse:
+@poll_response
+@require_GET
+def poll_reveal(request: HttpRequest, token: str) -> HttpResponse:
+    """The reveal of a voted poll (the reveal polls it until the ratings consumer has applied the vote)."""
+    try:
+        if polltickets.is_uuid(token):
+            poll = _voter_poll(request, token)
+        else:
+            poll = selectors.poll_with_entries(_voter_ticket(request, token).nonce)
+            if poll is None:
+                raise PollNotFound("This poll has no vote yet.")
+        vote = Vote.objects.filter(poll=poll).first()
+        if vote is None:
+            raise PollNotFound("This poll has no vote yet.")
+    except ArenaError as exc:
+        return error_response(request, exc)
+    entries = list(poll.entries.select_related("variant", "image").order_by("position"))
+    return _reveal(request, poll, vote, entries, replayed=False, token=token)
+
+
+def _reveal(request: HttpRequest, poll: Poll, vote: Vote, entries: list, *, replayed: bool, token: str | None = None) -> HttpResponse:
+    """The models' names with the places the voter gave and the rating change (once the consumer applied it).
+    Images keep the URLs the poll showed them under (``token``), so the browser has them already."""
     changes = (vote.rating_changes or {}).get(poll.mode, {})
     revealed = []
     for entry, rank in zip(entries, vote.ranks):
@@ -175,7 +234,8 @@ def _reveal(request: HttpRequest, poll: Poll, vote: Vote, entries: list, *, repl
                 "sigma_after": change["sigma"][1] if change else None,
             }
         )
-    context = {"poll": poll, "vote": vote, "revealed": revealed, "replayed": replayed, **_poll_flags(poll.mode)}
+    context = {"poll": poll, "vote": vote, "revealed": revealed, "replayed": replayed, "image_token": token or str(poll.token),
+               "ratings_pending": vote.counted and not vote.excluded and vote.seq is None, **_poll_flags(poll.mode)}
     template = "arena/_reveal.html" if request.htmx else "arena/reveal_page.html"
     return render(request, template, context)
 

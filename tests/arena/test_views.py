@@ -1,4 +1,6 @@
+import base64
 import datetime as dt
+import struct
 import io
 import re
 
@@ -7,22 +9,34 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 from PIL import Image as PILImage
 
+from arena import polltickets
 from arena.models import Poll, Rating, Scope, Vote
+from arena.services.ratings import ratings_apply_all
+from generation.models import Image
 from tests.arena.factories import make_variant
 
 pytestmark = pytest.mark.django_db
 HX = {"HTTP_HX_REQUEST": "true"}
 
 
-def _backdate(poll_token, seconds=5):
-    poll = Poll.objects.get(token=poll_token)
-    Poll.objects.filter(id=poll.id).update(shown_at=poll.shown_at - dt.timedelta(seconds=seconds))
+@pytest.fixture(autouse=True)
+def _votes_at_a_human_pace(settings):
+    """These tests vote as soon as the page is there; the rule for votes faster than a person can judge has its
+    own tests (tests/arena/test_services.py)."""
+    settings.MIN_VOTE_SECONDS = 0.0
 
 
 def _token(html: str) -> str:
-    match = re.search(r'data-poll="([0-9a-f-]{36})"', html)
+    match = re.search(r'data-poll="([A-Za-z0-9_=-]+)"', html)
     assert match, html
     return match.group(1)
+
+
+def _images(token: str) -> list[Image]:
+    """The images of an issued poll in screen order (read from its ticket)."""
+    ids = polltickets.decode(token).image_ids
+    found = Image.objects.in_bulk(ids)
+    return [found[i] for i in ids]
 
 
 def test_duel_page_is_a_full_page_and_its_htmx_partial_is_not(client, arena):
@@ -32,7 +46,7 @@ def test_duel_page_is_a_full_page_and_its_htmx_partial_is_not(client, arena):
     partial = client.get(reverse("arena:fixed"), **HX)
     assert partial.status_code == 200
     assert b"<html" not in partial.content and b"data-poll=" in partial.content
-    assert Poll.objects.count() == 2
+    assert Poll.objects.count() == 0  # a poll is a ticket in its URLs until the vote
 
 
 def test_nothing_in_the_poll_page_or_image_names_the_model(client, arena):
@@ -45,10 +59,12 @@ def test_nothing_in_the_poll_page_or_image_names_the_model(client, arena):
         assert f"/models/{v.id}/" not in html
     for header, value in response.items():
         assert not any(v.name in value for v in variants), header
-    poll = Poll.objects.get(token=token)
-    for entry in poll.entries.select_related("image"):
-        assert entry.image.file.name not in html and entry.image.voter_file.name not in html
-        assert f"/poll/{token}/image/{entry.position}" in html
+    for position, image in enumerate(_images(token)):
+        assert image.file.name not in html and image.voter_file.name not in html
+        assert f"/poll/{token}/image/{position}" in html
+    raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    for i in polltickets.decode(token).image_ids + tuple(v.id for v in variants):
+        assert struct.pack(">Q", i) not in raw  # the ticket in the URLs is encrypted, not just signed
 
 
 def test_poll_images_carry_no_metadata_and_share_one_size(client, arena):
@@ -74,7 +90,6 @@ def test_another_voter_cannot_see_or_vote_on_my_poll(client, arena, django_user_
     from django.test import Client
 
     token = _token(client.get(reverse("arena:fixed")).content.decode())
-    _backdate(token)
     other = Client()
     assert other.get(reverse("arena:poll_image", args=[token, 0])).status_code == 403
     response = other.post(reverse("arena:vote", args=[token]), {"choice": "left"}, **HX)
@@ -82,25 +97,27 @@ def test_another_voter_cannot_see_or_vote_on_my_poll(client, arena, django_user_
     assert Vote.objects.count() == 0
 
 
-def test_vote_reveals_the_models_with_their_rating_change(client, arena):
+def test_vote_reveals_the_models_then_their_rating_change(client, arena):
     token = _token(client.get(reverse("arena:fixed"), **HX).content.decode())
-    _backdate(token)
     response = client.post(reverse("arena:vote", args=[token]), {"choice": "right"}, **HX)
     assert response.status_code == 200
     html = response.content.decode()
-    poll = Poll.objects.get(token=token)
-    left, right = [e.variant for e in poll.entries.order_by("position")]
+    left, right = [image.variant for image in _images(token)]
     assert left.name in html and right.name in html
-    assert "+2.00" in html and "-2.00" in html
+    assert "updating the ratings" in html and reverse("arena:reveal", args=[token]) in html  # the consumer's turn
     assert 'data-key="next"' in html and "<html" not in html
     vote = Vote.objects.get()
-    assert vote.choice == "right" and vote.counted
+    assert vote.choice == "right" and vote.counted and vote.seq is None
+    assert not Rating.objects.exists()  # the vote request took no rating row
+    ratings_apply_all()
+    reveal = client.get(reverse("arena:reveal", args=[token]), **HX).content.decode()
+    assert "+2.00" in reveal and "-2.00" in reveal and "updating the ratings" not in reveal
     assert Rating.objects.get(variant=right, scope=Scope.FIXED).elo == pytest.approx(1002.0)
+    assert Poll.objects.get(token=polltickets.decode(token).nonce).status == Poll.Status.VOTED
 
 
 def test_vote_without_javascript_renders_the_full_reveal_page(client, arena):
     token = _token(client.get(reverse("arena:fixed")).content.decode())
-    _backdate(token)
     response = client.post(reverse("arena:vote", args=[token]), {"choice": "tie"})
     assert response.status_code == 200 and b"<html" in response.content
     assert Vote.objects.get().choice == "tie"
@@ -108,19 +125,18 @@ def test_vote_without_javascript_renders_the_full_reveal_page(client, arena):
 
 def test_double_submit_returns_the_recorded_result(client, arena):
     token = _token(client.get(reverse("arena:fixed"), **HX).content.decode())
-    _backdate(token)
     first = client.post(reverse("arena:vote", args=[token]), {"choice": "left"}, **HX)
     second = client.post(reverse("arena:vote", args=[token]), {"choice": "right"}, **HX)
     assert first.status_code == second.status_code == 200
     assert b"already recorded" in second.content
-    assert Vote.objects.count() == 1 and Vote.objects.get().choice == "left"
+    assert Vote.objects.count() == 1 and Vote.objects.get().choice == "left" and Poll.objects.count() == 1
+    ratings_apply_all()
     assert Rating.objects.filter(scope=Scope.OVERALL, votes=1).count() == 2
 
 
 @pytest.mark.parametrize("data", [{}, {"choice": "sideways"}, {"choice": "left", "extra": "<b>"}])
 def test_malformed_votes_get_a_clear_400(client, arena, data):
     token = _token(client.get(reverse("arena:fixed"), **HX).content.decode())
-    _backdate(token)
     response = client.post(reverse("arena:vote", args=[token]), data, **HX)
     if data.get("choice") == "left":
         assert response.status_code == 200  # unknown extra fields are ignored
@@ -134,10 +150,12 @@ def test_unknown_poll_is_a_404(client, arena):
     assert response.status_code == 404 and Vote.objects.count() == 0
 
 
-def test_expired_poll_is_a_410(client, arena, settings):
+def test_expired_poll_is_a_410(client, arena, settings, monkeypatch):
+    from django.utils import timezone
+
     token = _token(client.get(reverse("arena:fixed"), **HX).content.decode())
-    Poll.objects.filter(token=token).update(expires_at=Poll.objects.get(token=token).shown_at)
-    _backdate(token)
+    later = timezone.now() + dt.timedelta(seconds=settings.POLL_TTL_SECONDS + 1)
+    monkeypatch.setattr("arena.services.votes.timezone.now", lambda: later)
     response = client.post(reverse("arena:vote", args=[token]), {"choice": "left"}, **HX)
     assert response.status_code == 410 and b"expired" in response.content
     assert Vote.objects.count() == 0
@@ -148,34 +166,33 @@ def test_csrf_is_enforced_on_votes(arena):
 
     strict = Client(enforce_csrf_checks=True)
     token = _token(strict.get(reverse("arena:fixed")).content.decode())
-    _backdate(token)
     assert strict.post(reverse("arena:vote", args=[token]), {"choice": "left"}).status_code == 403
     csrf = strict.cookies["csrftoken"].value
     ok = strict.post(reverse("arena:vote", args=[token]), {"choice": "left"}, HTTP_X_CSRFTOKEN=csrf, **HX)
     assert ok.status_code == 200 and Vote.objects.count() == 1
 
 
-def test_ffa_best_pick_and_ranking_through_the_form(client, arena):
+def test_ffa_best_pick_and_ranking_through_the_form(arena):
+    from django.test import Client
+
+    client = Client()  # each of these voters sees one of the arena's two prompts (never an image revealed to them)
     token = _token(client.get(reverse("arena:ffa"), **HX).content.decode())
-    _backdate(token)
     assert client.post(reverse("arena:vote", args=[token]), {"choice": "best", "best": "3"}, **HX).status_code == 200
     assert Vote.objects.get().ranks == [1, 1, 1, 0]
     token = _token(client.get(reverse("arena:ffa"), **HX).content.decode())
-    _backdate(token)
     places = {"place_0": "2", "place_1": "4", "place_2": "1", "place_3": "3"}
     assert client.post(reverse("arena:vote", args=[token]), {"choice": "ranking", **places}, **HX).status_code == 200
     assert Vote.objects.order_by("id").last().ranks == [1, 3, 0, 2]
+    client = Client()
     token = _token(client.get(reverse("arena:ffa"), **HX).content.decode())
-    _backdate(token)
     bad = client.post(reverse("arena:vote", args=[token]), {"choice": "ranking", "place_0": "1", "place_1": "1"}, **HX)
     assert bad.status_code == 400 and Vote.objects.count() == 2
 
-
 def test_rate_limit_per_voter(client, arena, settings):
     settings.RATELIMIT_VOTER = "3/m"
-    codes = [client.get(reverse("arena:fixed"), **HX).status_code for _ in range(5)]
-    assert codes[:3] == [200, 200, 200] and codes[3:] == [429, 429]
-    assert Poll.objects.count() == 3
+    responses = [client.get(reverse("arena:fixed"), **HX) for _ in range(5)]
+    assert [r.status_code for r in responses] == [200, 200, 200, 429, 429]
+    assert [b"data-poll=" in r.content for r in responses] == [True, True, True, False, False]
 
 
 def test_rate_limit_per_address_across_voters(arena, settings):
@@ -189,8 +206,8 @@ def test_rate_limit_per_address_across_voters(arena, settings):
 def test_leaderboard_lists_models_sorted_and_links_their_pages(client, arena):
     variants, _ = arena
     token = _token(client.get(reverse("arena:fixed"), **HX).content.decode())
-    _backdate(token)
     client.post(reverse("arena:vote", args=[token]), {"choice": "left"}, **HX)
+    ratings_apply_all()
     page = client.get(reverse("arena:leaderboard"))
     html = page.content.decode()
     assert page.status_code == 200 and "<html" in html
@@ -207,8 +224,8 @@ def test_leaderboard_lists_models_sorted_and_links_their_pages(client, arena):
 
 def test_model_page_shows_ratings_and_record(client, arena):
     token = _token(client.get(reverse("arena:fixed"), **HX).content.decode())
-    _backdate(token)
     client.post(reverse("arena:vote", args=[token]), {"choice": "left"}, **HX)
+    ratings_apply_all()
     vote = Vote.objects.get()
     winner, loser = vote.variants
     html = client.get(reverse("arena:model", args=[winner])).content.decode()
@@ -249,7 +266,6 @@ def test_staff_can_reach_admin_and_originals(client, arena):
 def test_votes_cannot_be_changed_or_deleted_in_admin(client, arena):
     user = get_user_model().objects.create_user("boss", password="pw-123456789", is_staff=True, is_superuser=True)
     token = _token(client.get(reverse("arena:fixed"), **HX).content.decode())
-    _backdate(token)
     client.post(reverse("arena:vote", args=[token]), {"choice": "left"}, **HX)
     client.force_login(user)
     vote = Vote.objects.get()
@@ -265,7 +281,6 @@ def test_poll_view_query_count(client, arena, django_assert_max_num_queries, no_
 
 def test_vote_view_query_count(client, arena, django_assert_max_num_queries, no_rate_limits):
     token = _token(client.get(reverse("arena:fixed"), **HX).content.decode())
-    _backdate(token)
     with django_assert_max_num_queries(14):
         assert client.post(reverse("arena:vote", args=[token]), {"choice": "left"}, **HX).status_code == 200
 

@@ -41,7 +41,7 @@ def demo_arena(settings, tiny_models):
 
     settings.MIN_VOTE_SECONDS = 0.2
     settings.RATELIMIT_ENABLE = False
-    variants, _ = arena_with_images(n_models=4, n_prompts=2)
+    variants, _ = arena_with_images(n_models=4, n_prompts=4)  # fresh images for every poll: none is shown twice
     defaults = {"width": 256, "height": 256, "steps": 2, "sampler": "Euler a"}
     live = [
         variant_register(path=tiny_models.eps_dir, name="Tiny eps", defaults=defaults),
@@ -68,6 +68,8 @@ def test_a_voter_votes_in_all_three_modes_and_sees_the_leaderboard(live_server, 
     page.wait_for_timeout(300)
     page.keyboard.press("1")
     page.wait_for_selector(".reveal")
+    # the names at once; the rating change as soon as the ratings consumer has applied the vote
+    page.wait_for_selector(".reveal .delta.up", timeout=10_000)
     revealed = page.inner_text(".reveal")
     assert sum(name in revealed for name in _names(fixed_models)) == 2
     assert re.search(r"Elo [\d.]+ \(\+2\.00\)", revealed)
