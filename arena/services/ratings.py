@@ -26,7 +26,7 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
-from arena.models import RatingLedger, Rating, Scope, Vote
+from arena.models import RatingLedger, Rating, Scope, Vote, VoterExclusion
 from arena.rating_settings import elo_params, trueskill_params
 from arena.selectors.votelog import RECORD_FIELDS, records_from_rows
 from arena.voters import voter_hash
@@ -142,15 +142,17 @@ def ratings_apply_pending(*, batch_size: int = BATCH) -> int:
         if not rows:
             return 0
         book = _Book({p for row in rows for p in row[5]})
+        barred = set(VoterExclusion.objects.filter(lifted_at__isnull=True, voter_key__in={row[9] for row in rows})
+                     .values_list("voter_key", flat=True))  # a voter excluded while their vote was on its way
         seq, head, placed = ledger.last_seq, ledger.head_hash, []
         for row in rows:
             seq += 1
             head = _chain(head, seq, row)
-            counted, excluded = row[-2], row[-1]
+            counted, excluded = row[-2], row[-1] or row[9] in barred
             changes = book.apply(_outcome(row), row[3], row[8]) if counted and not excluded else {}
-            placed.append(Vote(id=row[1], seq=seq, chain_hash=head, rating_changes=changes))
+            placed.append(Vote(id=row[1], seq=seq, chain_hash=head, rating_changes=changes, excluded=excluded))
         book.save()
-        Vote.objects.bulk_update(placed, ["seq", "chain_hash", "rating_changes"], batch_size=500)
+        Vote.objects.bulk_update(placed, ["seq", "chain_hash", "rating_changes", "excluded"], batch_size=500)
         RatingLedger.objects.filter(id=1).update(last_seq=seq, head_hash=head, updated_at=timezone.now())
     return len(rows)
 
