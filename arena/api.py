@@ -10,7 +10,7 @@ Nothing here writes. Session keys (``voter_key``) and address hashes (``ip_hash`
 
 from __future__ import annotations
 
-from django.db.models import Prefetch
+from django.db.models import F, Prefetch
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
@@ -68,6 +68,8 @@ class LeaderboardSerializer(serializers.Serializer):
     scope = serializers.ChoiceField(choices=Scope.choices)
     computed_at = serializers.DateTimeField()
     vote_log_hash = serializers.CharField(help_text="SHA-256 of the counted vote log it was computed from")
+    vote_log_seq = serializers.IntegerField(help_text="the log was read up to this place (seq)")
+    vote_log_head = serializers.CharField(help_text="the vote-log hash chain's head at that place")
     vote_count = serializers.IntegerField()
     params = serializers.JSONField(help_text="Elo, TrueSkill and Bradley–Terry parameters used")
     stale = serializers.BooleanField(help_text="the log has changed since; a recompute is due")
@@ -193,8 +195,8 @@ class VoteSerializer(serializers.ModelSerializer):
     class Meta:
         model = Vote
         fields = [
-            "id", "poll", "mode", "choice", "variants", "models", "ranks", "full_ranking", "created_at",
-            "elapsed_ms", "flagged", "counted", "judge",
+            "id", "seq", "chain_hash", "poll", "mode", "choice", "variants", "models", "ranks", "full_ranking",
+            "created_at", "elapsed_ms", "flagged", "counted", "excluded", "judge",
         ]
 
     @extend_schema_field(serializers.ListField(child=serializers.CharField()))
@@ -208,7 +210,9 @@ class VoteSerializer(serializers.ModelSerializer):
 
 
 class VoteViewSet(viewsets.ReadOnlyModelViewSet):
-    """The vote log in replay order (created_at, id), flagged and uncounted votes included (see ``counted``)."""
+    """The vote log in its order (``seq``, the place the ratings consumer gave each vote; votes not placed yet
+    come last), flagged, excluded and uncounted votes included, with each vote's ``chain_hash``: the SHA-256 of
+    the previous vote's hash and this vote, so a reader can check the log is the one the site rated."""
 
     serializer_class = VoteSerializer
     authentication_classes = [TokenAuthentication, SessionAuthentication]
@@ -216,9 +220,9 @@ class VoteViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         votes = Vote.objects.select_related("poll").only(
-            "id", "poll__token", "mode", "choice", "variants", "ranks", "full_ranking", "created_at", "elapsed_ms",
-            "flagged", "counted", "voter_key",
-        ).order_by("created_at", "id")
+            "id", "seq", "chain_hash", "poll__token", "mode", "choice", "variants", "ranks", "full_ranking",
+            "created_at", "elapsed_ms", "flagged", "counted", "excluded", "voter_key",
+        ).order_by(F("seq").asc(nulls_last=True), "id")
         scope = _scope(self.request.query_params.get("scope"))
         if scope != Scope.OVERALL:
             votes = votes.filter(mode=scope)

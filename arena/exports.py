@@ -32,6 +32,8 @@ def leaderboard_document(board: Board) -> dict:
         "scope": s.scope,
         "computed_at": s.computed_at.isoformat(),
         "vote_log_hash": s.vote_log_hash,
+        "vote_log_seq": s.last_seq,
+        "vote_log_head": s.chain_head,
         "vote_count": s.vote_count,
         "params": s.params,
         "stale": board.stale,
@@ -63,7 +65,8 @@ def leaderboard_markdown(board: Board) -> str:
         f"# Leaderboard ({Scope(s.scope).label})",
         "",
         f"{s.vote_count} counted votes · computed {s.computed_at:%Y-%m-%d %H:%M:%S} UTC · vote log SHA-256 "
-        f"`{s.vote_log_hash}` · {s.params['bt']['rounds']} bootstrap rounds (seed {s.params['bt']['seed']}), "
+        f"`{s.vote_log_hash}` · vote-log chain head `{s.chain_head or '–'}` at seq {s.last_seq} · "
+        f"{s.params['bt']['rounds']} bootstrap rounds (seed {s.params['bt']['seed']}), "
         f"Elo K={s.params['elo']['k']:g}",
         "",
         "| Rank | Model | BT | 95% CI | Elo | Avg Elo | TrueSkill μ ± σ | μ − 3σ | Votes | Games | Win rate |",
@@ -122,6 +125,8 @@ def jsonl_line(record: VoteRecord, log: VoteLog) -> dict:
         "models": [log.names[p] for p in record.players],
         "tstamp": record.timestamp,
         "judge": log.judges.get(record.id, "anonymous"),
+        "seq": record.id,
+        "chain": log.chain.get(record.id, ""),
     }
 
 

@@ -163,6 +163,8 @@ class LeaderboardSnapshot(models.Model):
     log_fingerprint = models.CharField(max_length=80, blank=True)
     rows = models.JSONField(default=list)
     compute_seconds = models.FloatField(default=0.0)
+    last_seq = models.BigIntegerField(default=0, help_text="the log up to this place (seq) was read")
+    chain_head = models.CharField(max_length=64, blank=True, help_text="the vote-log chain's hash at that place")
 
     class Meta:
         get_latest_by = ["computed_at", "id"]

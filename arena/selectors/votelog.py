@@ -47,10 +47,19 @@ def records_from_rows(rows) -> list[VoteRecord]:
     return records
 
 
-def vote_records(scope: str) -> list[VoteRecord]:
+def vote_records(scope: str, *, up_to: int | None = None) -> list[VoteRecord]:
     """The counted votes of ``scope`` as the ratings engine reads them, in the log's order (one query, read whole:
-    no server-side cursor is left half-read if a row fails)."""
-    return records_from_rows(list(counted_votes(scope).order_by("seq").values_list(*RECORD_FIELDS)))
+    no server-side cursor is left half-read if a row fails); ``up_to``: only the log's first places."""
+    votes = counted_votes(scope)
+    if up_to is not None:
+        votes = votes.filter(seq__lte=up_to)
+    return records_from_rows(list(votes.order_by("seq").values_list(*RECORD_FIELDS)))
+
+
+def log_head() -> tuple[int, str]:
+    """(the last place given in the log, the chain's hash there); (0, "") before the first vote."""
+    row = Vote.objects.filter(seq__isnull=False).order_by("-seq").values_list("seq", "chain_hash").first()
+    return (row[0], row[1]) if row else (0, "")
 
 
 def _fingerprint(count: int, id_sum: int, id_max: int) -> str:
@@ -103,8 +112,7 @@ def vote_log(scope: str) -> VoteLog:
 
 def chain_head() -> str:
     """The hash of the last vote the ratings consumer placed in the log (all votes, counted or not)."""
-    head = Vote.objects.filter(seq__isnull=False).order_by("-seq").values_list("chain_hash", flat=True).first()
-    return head or ""
+    return log_head()[1]
 
 
 def votes_per_day(scope: str) -> dict[str, dict[dt.date, int]]:

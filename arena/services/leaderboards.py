@@ -24,7 +24,7 @@ from django.utils import timezone
 from arena.inputs import scope_clean
 from arena.models import LeaderboardSnapshot
 from arena.rating_settings import bt_params, elo_params, trueskill_params
-from arena.selectors.votelog import log_fingerprint, records_fingerprint, vote_records
+from arena.selectors.votelog import log_fingerprint, log_head, records_fingerprint, vote_records
 from generation.models import ModelVariant
 from ratings.leaderboard import compute_leaderboard, leaderboard_params
 from ratings.log import vote_log_hash
@@ -52,14 +52,16 @@ def leaderboard_compute(*, scope: str, force: bool = False) -> LeaderboardSnapsh
     same log (same ``vote_log_hash``) with the same parameters, otherwise a new stored snapshot."""
     scope = scope_clean(scope)
     params = current_params()
-    records = vote_records(scope)
+    last_seq, head = log_head()
+    records = vote_records(scope, up_to=last_seq)
     log_hash = vote_log_hash(records)
     fingerprint = records_fingerprint(records)
     latest = leaderboard_latest(scope)
     if not force and latest is not None and latest.vote_log_hash == log_hash and latest.params == params:
-        if latest.log_fingerprint != fingerprint:
-            LeaderboardSnapshot.objects.filter(id=latest.id).update(log_fingerprint=fingerprint)
-            latest.log_fingerprint = fingerprint
+        if latest.log_fingerprint != fingerprint or latest.last_seq != last_seq:
+            LeaderboardSnapshot.objects.filter(id=latest.id).update(log_fingerprint=fingerprint, last_seq=last_seq,
+                                                                   chain_head=head)
+            latest.log_fingerprint, latest.last_seq, latest.chain_head = fingerprint, last_seq, head
         return latest
     started = time.perf_counter()
     rows = compute_leaderboard(
@@ -68,7 +70,7 @@ def leaderboard_compute(*, scope: str, force: bool = False) -> LeaderboardSnapsh
     snapshot = LeaderboardSnapshot.objects.create(
         scope=scope, computed_at=timezone.now(), params=params, vote_log_hash=log_hash, vote_count=len(records),
         log_fingerprint=fingerprint, rows=[_json_row(r.as_dict()) for r in rows],
-        compute_seconds=time.perf_counter() - started,
+        compute_seconds=time.perf_counter() - started, last_seq=last_seq, chain_head=head,
     )
     _snapshots_prune(scope)
     return snapshot

@@ -132,6 +132,8 @@ def leaderboard_export(request: HttpRequest, fmt: str) -> HttpResponse:
     board = leaderboards.leaderboard_current(scope=scope)
     response = HttpResponse(exports.leaderboard_export(board, fmt), content_type=exports.EXPORT_FORMATS[fmt])
     response["X-Vote-Log-Hash"] = board.snapshot.vote_log_hash
+    response["X-Vote-Log-Head"] = board.snapshot.chain_head  # the hash chain's head where this board read the log
+    response["X-Vote-Log-Seq"] = str(board.snapshot.last_seq)
     return _download(response, f"leaderboard-{scope}.{fmt}", request)
 
 
@@ -155,6 +157,7 @@ def _vote_log_response(request: HttpRequest, kind: str) -> HttpResponse:
         response = StreamingHttpResponse(exports.jsonl_stream(log), content_type="application/x-ndjson")
         name = f"votes-{scope}.jsonl"
     response["Cache-Control"] = "private, no-store"
+    response["X-Vote-Log-Head"] = log.head_hash
     return _download(response, name, request)
 
 
