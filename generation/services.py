@@ -39,6 +39,7 @@ from generation.models import (
     PromptSet,
     VariantLora,
 )
+from generation.scoring import services as scoring
 
 logger = logging.getLogger(__name__)
 
@@ -724,8 +725,7 @@ def job_cancel(*, job: GenerationJob) -> int:
 
 
 def _stale_after() -> timedelta:
-    hard_limit = getattr(settings, "GENERATION_TASK_TIME_LIMIT", 16 * 60)
-    return timedelta(seconds=int(hard_limit) + 120)
+    return timedelta(seconds=settings.GENERATION_TASK_TIME_LIMIT + 120)
 
 
 def job_retry_failed(*, job: GenerationJob) -> int:
@@ -752,12 +752,7 @@ def _job_finished_hook(job_id: int) -> None:
     if not image_ids:
         return
     try:
-        from generation.scoring.services import scores_enqueue_for_images
-    except ImportError:  # the automatic scorers are optional
-        logger.info("generation.scoring.services.scores_enqueue_for_images is not available; job %s not scored", job_id)
-        return
-    try:
-        scores_enqueue_for_images(image_ids)
+        scoring.scores_enqueue_for_images(image_ids)
     except Exception:  # scoring must never fail a finished generation job
         logger.exception("could not enqueue scoring for job %s", job_id)
 

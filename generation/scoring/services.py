@@ -38,11 +38,11 @@ logger = logging.getLogger(__name__)
 
 
 def scoring_batch_size() -> int:
-    return int(getattr(settings, "SCORING_BATCH_SIZE", 16))
+    return int(settings.SCORING_BATCH_SIZE)
 
 
 def scoring_device() -> str:
-    return str(getattr(settings, "SCORING_DEVICE", getattr(settings, "GENERATION_DEVICE", "auto")))
+    return str(settings.SCORING_DEVICE)
 
 
 # --- loading scorers ---------------------------------------------------------------------------------------------
