@@ -34,7 +34,7 @@ def fresh_cache():
 
 @pytest.fixture(autouse=True)
 def _no_scoring(monkeypatch):
-    monkeypatch.setattr(services, "_job_finished_hook", lambda job_id: None)
+    monkeypatch.setattr(services.jobs, "_job_finished_hook", lambda job_id: None)
 
 
 def _register(path, name, **options):
