@@ -10,7 +10,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from generation import sampling, selectors, services
-from generation.models import ModelVariant, PromptSet
+from generation.models import ModelVariant, PromptSet, VariantLora
 
 MAX_SEEDS = 1000
 
@@ -146,51 +146,36 @@ class CharacterReferenceForm(forms.Form):
 
 
 class ModelVariantAdminForm(forms.ModelForm):
-    """Django admin's add/change form for a model: the checkpoint is checked like ``register_model`` does."""
+    """Django admin's add/change form for a model. It parses; the registry service checks the variant (its
+    checkpoint the way ``register_model`` does) so that its errors show here, and the admin saves through it."""
 
     class Meta:
         model = ModelVariant
         fields = "__all__"
 
-    def clean(self):
-        data = super().clean()
-        source_type = data.get("source_type")
-        path = (data.get("source_path") or "").strip()
-        if source_type == ModelVariant.SourceType.NONE and not path:
-            return data
-        if not path:
-            self.add_error("source_path", "give the path of a .safetensors checkpoint or a diffusers folder")
-            return data
-        changed = not self.instance.pk or "source_path" in self.changed_data or "prediction_type" in self.changed_data \
-            or "source_type" in self.changed_data
-        if not changed:
-            return data
+    def _post_clean(self):
+        super()._post_clean()  # self.instance now holds the submitted values
+        if self.errors:
+            return
         try:
-            check = services.checkpoint_check(path=path)
+            services.variant_check(variant=self.instance, changed=self.changed_data if self.instance.pk else None)
         except ValidationError as exc:
-            self.add_error("source_path", exc.messages[0])
-            return data
-        if data.get("prediction_type") == ModelVariant.Prediction.EPSILON and check.prediction_type == ModelVariant.Prediction.V:
-            self.add_error("prediction_type", "the checkpoint carries the v_pred marker: choose v-prediction")
-            return data
-        found = {"source_type": check.source_type, "has_ztsnr": check.has_ztsnr, "checkpoint_notes": check.notes,
-                 "health": ModelVariant.Health.OK, "health_message": ""}  # a checkpoint that checks out is healthy again
-        for name, value in found.items():
-            if name in self.fields:
-                data[name] = value
-            else:
-                setattr(self.instance, name, value)
-        return data
+            add_service_errors(self, exc)
 
 
 class VariantLoraAdminForm(forms.ModelForm):
+    """A LoRA row in Django admin: the registry service checks the file (its format comes from the keys)."""
+
+    class Meta:
+        model = VariantLora
+        fields = "__all__"
+
     def clean(self):
         data = super().clean()
         path = (data.get("path") or "").strip()
         if path and not data.get("DELETE"):
             try:
-                data["format"] = services.lora_check(path=path)
+                services.lora_check(path=path)
             except ValidationError as exc:
                 self.add_error("path", exc.messages[0])
         return data
-

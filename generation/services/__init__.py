@@ -43,9 +43,13 @@ from generation.services.registry import (
     checkpoint_check,
     lora_check,
     parse_lora_argument,
+    variant_check,
+    variant_lora_save,
+    variant_loras_set,
     variant_mark_failing,
     variant_mark_healthy,
     variant_register,
+    variant_save,
 )
 from generation.services.worker import (
     MAX_TASK_ATTEMPTS,
@@ -71,5 +75,6 @@ __all__ = [
     "job_retry_failed", "lora_check", "parse_lora_argument", "prompt_rows_parse", "prompt_set_import",
     "prompts_from_text", "sampler_names", "settings_key_for", "size_errors", "task_complete",
     "tasks_claim", "tasks_create_live", "tasks_enqueue", "tasks_fail", "tasks_fail_claimed", "tasks_release",
-    "tasks_run", "variant_mark_failing", "variant_mark_healthy", "variant_register", "variant_spec", "worker_name",
+    "tasks_run", "variant_check", "variant_lora_save", "variant_loras_set", "variant_mark_failing",
+    "variant_mark_healthy", "variant_register", "variant_save", "variant_spec", "worker_name",
 ]

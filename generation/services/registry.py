@@ -1,8 +1,12 @@
-"""The model registry: checking checkpoints and LoRA files, registering model variants, their health."""
+"""The model registry: checking checkpoints and LoRA files, and the one write path of a model variant.
+
+``register_model`` (through ``variant_register``) and Django admin (``variant_save``, ``variant_loras_set``,
+``variant_lora_save``) save variants here, so both check a checkpoint the same way before anything is saved.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +21,8 @@ from generation.sampling import SamplerSettings
 from generation.text import one_line
 
 MIN_LORA_WEIGHT, MAX_LORA_WEIGHT = -4.0, 4.0
+# An edit of any of these fields reads the checkpoint again.
+CHECKPOINT_FIELDS = frozenset({"source_type", "source_path", "prediction_type"})
 # The CFG scale a new variant gets when none is given, by prediction type.
 DEFAULT_CFG_SCALE = {ModelVariant.Prediction.EPSILON: 6.0, ModelVariant.Prediction.V: 4.5}
 
@@ -87,6 +93,98 @@ def parse_lora_argument(value: str) -> tuple[str, float]:
 # --- variants -----------------------------------------------------------------------------------------------
 
 
+def variant_check(*, variant: ModelVariant, changed: Collection[str] | None = None) -> None:
+    """Check a new or edited variant before it is saved and fill in what its checkpoint says: the source
+    type, the resolved path, the zero-terminal-SNR marker and notes (and healthy again once it checks out).
+
+    ``changed``: the fields an edit changed (None: a new variant); the checkpoint is read again only when
+    its path, type or prediction changed. An empty ``prediction_type`` is taken from the checkpoint and a
+    ``cfg_scale`` of None from the prediction type. Raises ValidationError by field; writes nothing."""
+    errors: dict[str, list[str]] = {}
+    variant.name = (variant.name or "").strip()
+    if not variant.name:
+        errors.setdefault("name", []).append("a model needs a name")
+    if variant.kind not in ModelVariant.Kind.values:
+        errors.setdefault("kind", []).append(
+            f"kind {variant.kind!r} is not one of {', '.join(ModelVariant.Kind.values)}")
+    if variant.prediction_type and variant.prediction_type not in ModelVariant.Prediction.values:
+        errors.setdefault("prediction_type", []).append(
+            f"prediction {variant.prediction_type!r} is not one of {', '.join(ModelVariant.Prediction.values)}")
+    if variant.config_path:
+        if Path(variant.config_path).expanduser().exists():
+            variant.config_path = str(Path(variant.config_path).expanduser().resolve())
+        else:
+            errors.setdefault("config_path", []).append(f"config {variant.config_path}: no such file or folder")
+    if errors:
+        raise ValidationError(errors)
+    if changed is None or CHECKPOINT_FIELDS & set(changed):
+        _checkpoint_fill(variant)  # the files first: a bad path is found before the database is asked
+    if ModelVariant.objects.filter(name=variant.name).exclude(pk=variant.pk).exists():
+        raise ValidationError({"name": f"a model named {variant.name!r} already exists"})
+    variant.prediction_type = variant.prediction_type or ModelVariant.Prediction.EPSILON
+    if variant.cfg_scale is None:
+        variant.cfg_scale = DEFAULT_CFG_SCALE[variant.prediction_type]
+    defaults = SamplerSettings.of(variant, seed=0, negative_prompt="")
+    if defaults.errors():
+        raise ValidationError(defaults.errors())
+
+
+def _checkpoint_fill(variant: ModelVariant) -> None:
+    path = (variant.source_path or "").strip()
+    if variant.source_type == ModelVariant.SourceType.NONE and not path:
+        return  # a model known by imported images only
+    try:
+        check = checkpoint_check(path=path)
+    except ValidationError as exc:
+        raise ValidationError({"source_path": exc.messages}) from None
+    if variant.prediction_type == ModelVariant.Prediction.EPSILON and check.prediction_type == ModelVariant.Prediction.V:
+        raise ValidationError({"prediction_type": f"{path}: the checkpoint carries the v_pred marker: make it a "
+                                                  "v-prediction model (or leave the prediction out to detect it)"})
+    variant.source_type = check.source_type
+    variant.source_path = str(Path(path).expanduser().resolve())
+    variant.prediction_type = variant.prediction_type or check.prediction_type
+    variant.has_ztsnr, variant.checkpoint_notes = check.has_ztsnr, check.notes
+    variant.health, variant.health_message = ModelVariant.Health.OK, ""
+
+
+def variant_save(*, variant: ModelVariant, changed: Collection[str] | None = None) -> ModelVariant:
+    """Check (``variant_check``) and save a new or edited variant; ``changed`` as for ``variant_check``."""
+    variant_check(variant=variant, changed=changed)
+    variant.save()
+    return variant
+
+
+def _lora_checked(path: str, weight: float) -> tuple[str, float, str]:
+    if not MIN_LORA_WEIGHT <= float(weight) <= MAX_LORA_WEIGHT:
+        raise ValidationError(f"LoRA {path}: weight {weight} is outside {MIN_LORA_WEIGHT:g}–{MAX_LORA_WEIGHT:g}")
+    return str(Path(path).expanduser().resolve()), float(weight), lora_check(path=path)
+
+
+def variant_loras_set(*, variant: ModelVariant, loras: Sequence[tuple[str, float]]) -> list[VariantLora]:
+    """Give a saved variant exactly these (path, weight) LoRAs, in this order, after checking every file
+    (kohya or diffusers keys, a weight within -4–4, no file twice)."""
+    rows = [_lora_checked(path, weight) for path, weight in loras]
+    if len({path for path, _, _ in rows}) != len(rows):
+        raise ValidationError("the same LoRA file is listed twice")
+    with transaction.atomic():
+        existing = {lora.path: lora for lora in variant.loras.all()}
+        variant.loras.exclude(path__in=[path for path, _, _ in rows]).delete()
+        saved = []
+        for position, (path, weight, fmt) in enumerate(rows):
+            lora = existing.get(path) or VariantLora(variant=variant, path=path)
+            lora.weight, lora.format, lora.position = weight, fmt, position
+            lora.save()
+            saved.append(lora)
+    return saved
+
+
+def variant_lora_save(*, lora: VariantLora) -> VariantLora:
+    """Check one LoRA row's file and weight (its format comes from the file) and save it."""
+    lora.path, lora.weight, lora.format = _lora_checked(lora.path, lora.weight)
+    lora.save()
+    return lora
+
+
 def variant_register(
     *,
     path: str,
@@ -102,44 +200,17 @@ def variant_register(
     enabled: bool = True,
     defaults: dict[str, Any] | None = None,
 ) -> ModelVariant:
-    """Register a checkpoint (single .safetensors or diffusers folder) after checking it, with LoRAs."""
-    name = (name or "").strip()
-    if not name:
-        raise ValidationError("a model needs a name")
-    if kind not in ModelVariant.Kind.values:
-        raise ValidationError(f"kind {kind!r} is not one of {', '.join(ModelVariant.Kind.values)}")
-    if prediction is not None and prediction not in ModelVariant.Prediction.values:
-        raise ValidationError(f"prediction {prediction!r} is not one of {', '.join(ModelVariant.Prediction.values)}")
-    if config_path and not Path(config_path).expanduser().exists():
-        raise ValidationError(f"config {config_path}: no such file or folder")
-    check = checkpoint_check(path=path)
-    if prediction == ModelVariant.Prediction.EPSILON and check.prediction_type == ModelVariant.Prediction.V:
-        raise ValidationError(f"{path}: the checkpoint carries the v_pred marker; register it with --prediction v (or leave --prediction out)")
-    prediction = prediction or check.prediction_type
-    lora_rows = []
-    for lora_path, weight in loras:
-        if not MIN_LORA_WEIGHT <= float(weight) <= MAX_LORA_WEIGHT:
-            raise ValidationError(f"LoRA {lora_path}: weight {weight} is outside -4–4")
-        lora_rows.append((str(Path(lora_path).expanduser().resolve()), float(weight), lora_check(path=lora_path)))
-    if len({p for p, _, _ in lora_rows}) != len(lora_rows):
-        raise ValidationError("the same LoRA file is listed twice")
-    if ModelVariant.objects.filter(name=name).exists():
-        raise ValidationError(f"a model named {name!r} already exists")
-    values: dict[str, Any] = {"cfg_scale": DEFAULT_CFG_SCALE[prediction]}
-    values.update(defaults or {})
-    errors = SamplerSettings.of(ModelVariant(**values), seed=0, negative_prompt="").errors()
-    if errors:
-        raise ValidationError("; ".join(m for ms in errors.values() for m in ms))
+    """Register a checkpoint (single .safetensors or diffusers folder) after checking it, with LoRAs, all or
+    nothing. ``prediction`` None: detected from the checkpoint's v_pred marker. ``defaults``: the model's
+    default sampler settings (the CFG scale, when not given, suits the prediction type)."""
+    variant = ModelVariant(
+        name=name, family=family, version=version, kind=kind, prediction_type=prediction or "", source_type="",
+        source_path=path, config_path=config_path, parent=parent, description=description, enabled=enabled,
+        **{"cfg_scale": None, **(defaults or {})},
+    )
     with transaction.atomic():
-        variant = ModelVariant.objects.create(
-            name=name, family=family, version=version, kind=kind, prediction_type=prediction,
-            source_type=check.source_type, source_path=str(Path(path).expanduser().resolve()),
-            config_path=str(Path(config_path).expanduser().resolve()) if config_path else "",
-            parent=parent, description=description, enabled=enabled, has_ztsnr=check.has_ztsnr,
-            checkpoint_notes=check.notes, **values,
-        )
-        for position, (lora_path, weight, fmt) in enumerate(lora_rows):
-            VariantLora.objects.create(variant=variant, path=lora_path, weight=weight, format=fmt, position=position)
+        variant_save(variant=variant)
+        variant_loras_set(variant=variant, loras=loras)
     return variant
 
 
