@@ -28,6 +28,7 @@ from generation.services.jobs import (
     job_create,
     job_refresh_status,
     job_retry_failed,
+    tasks_cancel,
     tasks_create_live,
     tasks_enqueue,
 )
@@ -73,7 +74,7 @@ __all__ = [
     "character_reference_add", "character_save", "checkpoint_check", "generation_device", "generation_request",
     "image_encode", "image_import", "image_store", "job_cancel", "job_create", "job_refresh_status",
     "job_retry_failed", "lora_check", "parse_lora_argument", "prompt_rows_parse", "prompt_set_import",
-    "prompts_from_text", "sampler_names", "settings_key_for", "size_errors", "task_complete",
+    "prompts_from_text", "sampler_names", "settings_key_for", "size_errors", "task_complete", "tasks_cancel",
     "tasks_claim", "tasks_create_live", "tasks_enqueue", "tasks_fail", "tasks_fail_claimed", "tasks_release",
     "tasks_run", "variant_check", "variant_lora_save", "variant_loras_set", "variant_mark_failing",
     "variant_mark_healthy", "variant_register", "variant_save", "variant_spec", "worker_name",

@@ -271,6 +271,14 @@ def tasks_create_live(*, prompt: Prompt, variants: list[ModelVariant], seed: int
     return tasks
 
 
+def tasks_cancel(*, task_ids: Sequence[int], error: str) -> int:
+    """Cancel those of these tasks that have not started (a free-prompt duel that gave up on its images);
+    one already on a GPU finishes. Returns the number cancelled."""
+    return GenerationTask.objects.filter(id__in=list(task_ids), status=GenerationTask.Status.PENDING).update(
+        status=GenerationTask.Status.CANCELLED, error=error
+    )
+
+
 # --- queueing -----------------------------------------------------------------------------------------------------
 
 

@@ -204,6 +204,17 @@ def test_tasks_create_live_refuses_bad_sizes_and_single_models():
     assert not GenerationTask.objects.exists()
 
 
+def test_tasks_cancel_cancels_what_has_not_started(django_capture_on_commit_callbacks):
+    a, b = make_variant("A"), make_variant("B")
+    prompt = Prompt.objects.create(text="1girl", source=Prompt.Source.FREE)
+    with django_capture_on_commit_callbacks(execute=False):
+        first, second = services.tasks_create_live(prompt=prompt, variants=[a, b], seed=1, width=256, height=256)
+    GenerationTask.objects.filter(pk=second.pk).update(status="running")
+    assert services.tasks_cancel(task_ids=[first.pk, second.pk], error="the voter's duel timed out") == 1
+    assert dict(GenerationTask.objects.values_list("id", "status")) == {first.pk: "cancelled", second.pk: "running"}
+    assert GenerationTask.objects.get(pk=first.pk).error == "the voter's duel timed out"
+
+
 def test_sampler_settings_of_a_row_and_its_key(django_capture_on_commit_callbacks):
     a = make_variant("A", clip_skip=2)
     with django_capture_on_commit_callbacks(execute=False):
