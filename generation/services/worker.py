@@ -215,13 +215,23 @@ def generation_request(task: GenerationTask, *, guidance_rescale: float = 0.0):
                                           **task.sampler_settings.as_dict())
 
 
+def _pipeline_cache(api):
+    """This process's pipeline cache: one installed already (by a test or the benchmark), else a new one
+    holding ``PIPELINE_CACHE_SIZE`` pipelines."""
+    cache = api.set_pipeline_cache(None)
+    if cache is None:
+        cache = api.PipelineCache(max_entries=settings.PIPELINE_CACHE_SIZE)
+    api.set_pipeline_cache(cache)
+    return cache
+
+
 def _pipeline_load(api, spec) -> str:
     """Load ``spec`` into the worker's pipeline cache (a hit when it is there already); returns the device."""
     resolver = getattr(api, "resolve_device", None)
     if resolver is None:
         from generation.pipelines.loading import resolve_device as resolver
     device = resolver(generation_device())
-    api.pipeline_cache().get(spec, device)
+    _pipeline_cache(api).get(spec, device)
     return device
 
 

@@ -67,6 +67,9 @@ class FakePipelines:
     def pipeline_cache(self):
         return self
 
+    def set_pipeline_cache(self, cache):  # the worker installs its cache; the stand-in stays the cache
+        return self
+
     def get(self, spec, device):  # the pipeline cache's get: loads once per key
         if spec.key in self.fail_load:
             raise FakeGenerationError(f"cannot load {spec.source_path}: truncated file")

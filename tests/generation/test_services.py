@@ -215,6 +215,21 @@ def test_tasks_cancel_cancels_what_has_not_started(django_capture_on_commit_call
     assert GenerationTask.objects.get(pk=first.pk).error == "the voter's duel timed out"
 
 
+def test_the_worker_sizes_its_pipeline_cache_from_the_setting(settings):
+    from generation import pipelines
+    from generation.services import worker
+
+    settings.PIPELINE_CACHE_SIZE = 3
+    previous = pipelines.set_pipeline_cache(None)
+    try:
+        assert worker._pipeline_cache(pipelines).max_entries == 3
+        installed = pipelines.PipelineCache(max_entries=1)
+        pipelines.set_pipeline_cache(installed)
+        assert worker._pipeline_cache(pipelines) is installed  # one installed already (a test, the benchmark) stays
+    finally:
+        pipelines.set_pipeline_cache(previous)
+
+
 def test_sampler_settings_of_a_row_and_its_key(django_capture_on_commit_callbacks):
     a = make_variant("A", clip_skip=2)
     with django_capture_on_commit_callbacks(execute=False):

@@ -114,7 +114,7 @@ class Command(BaseCommand):
         services.prompt_set_import(name=prompt_set.name, data=text)
         seeds = list(range(1, options["seeds"] + 1))
 
-        previous_cache = pipelines.set_pipeline_cache(pipelines.PipelineCache())
+        previous_cache = pipelines.set_pipeline_cache(pipelines.PipelineCache(max_entries=settings.PIPELINE_CACHE_SIZE))
         try:
             started = time.perf_counter()
             job = services.job_create(variants=variants, prompt_set=prompt_set, seeds=seeds, name="bench")
