@@ -79,7 +79,7 @@ def test_worker_killed_mid_task_generates_the_image_exactly_once(redis_url, tiny
            "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=300)
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "arena", "worker", "-Q", queue, "--pool", "prefork", "--concurrency", "1",
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queue, "--pool", "prefork", "--concurrency", "1",
          "--prefetch-multiplier", "1", "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO"],
         cwd=ROOT, env=env, stdout=open(tmp_path / "worker.log", "wb"), stderr=subprocess.STDOUT)
     try:
