@@ -1,5 +1,6 @@
-"""Django admin for every generation model. Adding or changing a model variant checks its checkpoint (and its
-LoRA files) the way ``register_model`` does; nothing is saved when the check fails."""
+"""Django admin for every generation model. A model variant and its LoRAs are saved through the registry
+services that ``register_model`` uses: the checkpoint and the LoRA files are checked the same way, and
+nothing is saved when a check fails."""
 
 from __future__ import annotations
 
@@ -28,6 +29,15 @@ class VariantLoraInline(admin.TabularInline):
     form = VariantLoraAdminForm
     extra = 0
     fields = ("path", "weight", "format", "position")
+    readonly_fields = ("format",)  # read from the file's keys when it is saved
+
+
+def _lora_rows(formset) -> list[tuple[str, float]]:
+    """The (path, weight) LoRAs a variant's inline keeps, in the order of their positions."""
+    kept = [form.cleaned_data for form in formset.forms
+            if form.cleaned_data and form.cleaned_data.get("path") and not form.cleaned_data.get("DELETE")]
+    kept.sort(key=lambda data: data.get("position") or 0)
+    return [(data["path"], data["weight"]) for data in kept]
 
 
 @admin.register(ModelVariant)
@@ -51,6 +61,15 @@ class ModelVariantAdmin(admin.ModelAdmin):
         (None, {"fields": ("created_at",)}),
     )
 
+    def save_model(self, request, obj, form, change):
+        services.variant_save(variant=obj, changed=form.changed_data if change else None)
+
+    def save_formset(self, request, form, formset, change):
+        if formset.model is not VariantLora:
+            return super().save_formset(request, form, formset, change)
+        formset.save(commit=False)  # lists what was added, changed and deleted for the history; the service writes
+        services.variant_loras_set(variant=form.instance, loras=_lora_rows(formset))
+
     @admin.action(description="Mark healthy (after fixing the checkpoint)")
     def mark_healthy(self, request, queryset):
         for variant in queryset:
@@ -65,6 +84,10 @@ class VariantLoraAdmin(admin.ModelAdmin):
     list_select_related = ("variant",)
     autocomplete_fields = ("variant",)
     search_fields = ("path", "variant__name")
+    readonly_fields = ("format",)
+
+    def save_model(self, request, obj, form, change):
+        services.variant_lora_save(lora=obj)
 
 
 class CharacterReferenceInline(admin.TabularInline):

@@ -9,8 +9,8 @@ import re
 from django import forms
 from django.core.exceptions import ValidationError
 
-from generation import selectors, services
-from generation.models import ModelVariant, PromptSet
+from generation import sampling, selectors, services
+from generation.models import ModelVariant, PromptSet, VariantLora
 
 MAX_SEEDS = 1000
 
@@ -26,7 +26,7 @@ def parse_seeds(text: str) -> list[int]:
         if not 1 <= count <= MAX_SEEDS:
             raise ValidationError(f"random:N needs 1 ≤ N ≤ {MAX_SEEDS}")
         rng = random.SystemRandom()
-        return [rng.randrange(0, services.MAX_SEED + 1) for _ in range(count)]
+        return [rng.randrange(0, sampling.MAX_SEED + 1) for _ in range(count)]
     seeds: list[int] = []
     for part in re.split(r"[,\s]+", text):
         if not part:
@@ -46,8 +46,8 @@ def parse_seeds(text: str) -> list[int]:
     seeds = list(dict.fromkeys(seeds))
     if len(seeds) > MAX_SEEDS:
         raise ValidationError(f"at most {MAX_SEEDS} seeds")
-    if any(s > services.MAX_SEED for s in seeds):
-        raise ValidationError(f"seeds must be at most {services.MAX_SEED}")
+    if any(s > sampling.MAX_SEED for s in seeds):
+        raise ValidationError(f"seeds must be at most {sampling.MAX_SEED}")
     return seeds
 
 
@@ -63,11 +63,12 @@ class JobForm(forms.Form):
     sampler = forms.ChoiceField(required=False, label="Sampler",
                                 help_text="images meet in fixed-prompt duels only when all settings match: set them "
                                           "here to compare models whose defaults differ (e.g. eps and v-prediction CFG)")
-    steps = forms.IntegerField(required=False, min_value=1, max_value=services.MAX_STEPS)
-    cfg_scale = forms.FloatField(required=False, min_value=0, max_value=30, label="CFG scale")
-    width = forms.IntegerField(required=False, min_value=services.MIN_SIDE, max_value=services.MAX_SIDE)
-    height = forms.IntegerField(required=False, min_value=services.MIN_SIDE, max_value=services.MAX_SIDE)
-    clip_skip = forms.IntegerField(required=False, min_value=1, max_value=12)
+    steps = forms.IntegerField(required=False, min_value=1, max_value=sampling.MAX_STEPS)
+    cfg_scale = forms.FloatField(required=False, min_value=sampling.MIN_CFG_SCALE, max_value=sampling.MAX_CFG_SCALE,
+                                 label="CFG scale")
+    width = forms.IntegerField(required=False, min_value=sampling.MIN_SIDE, max_value=sampling.MAX_SIDE)
+    height = forms.IntegerField(required=False, min_value=sampling.MIN_SIDE, max_value=sampling.MAX_SIDE)
+    clip_skip = forms.IntegerField(required=False, min_value=1, max_value=sampling.MAX_CLIP_SKIP)
     negative_prompt = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}), max_length=5000,
                                       help_text="leave empty to use each prompt's own")
 
@@ -75,7 +76,7 @@ class JobForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["variants"].queryset = selectors.variants_schedulable()
         self.fields["prompt_set"].queryset = PromptSet.objects.order_by("name")
-        self.fields["sampler"].choices = [("", "each model's default")] + [(s, s) for s in services.sampler_names()]
+        self.fields["sampler"].choices = [("", "each model's default")] + [(s, s) for s in sampling.sampler_names()]
 
     def clean_seeds(self) -> list[int]:
         return parse_seeds(self.cleaned_data.get("seeds", ""))
@@ -86,7 +87,7 @@ class JobForm(forms.Form):
             raise ValidationError("Pick a prompt set or paste prompts (one of them).")
         width, height = data.get("width"), data.get("height")
         if width and height:
-            for message in services.size_errors(width=width, height=height):
+            for message in sampling.size_errors(width=width, height=height):
                 self.add_error("width", message)
         return data
 
@@ -145,51 +146,36 @@ class CharacterReferenceForm(forms.Form):
 
 
 class ModelVariantAdminForm(forms.ModelForm):
-    """Django admin's add/change form for a model: the checkpoint is checked like ``register_model`` does."""
+    """Django admin's add/change form for a model. It parses; the registry service checks the variant (its
+    checkpoint the way ``register_model`` does) so that its errors show here, and the admin saves through it."""
 
     class Meta:
         model = ModelVariant
         fields = "__all__"
 
-    def clean(self):
-        data = super().clean()
-        source_type = data.get("source_type")
-        path = (data.get("source_path") or "").strip()
-        if source_type == ModelVariant.SourceType.NONE and not path:
-            return data
-        if not path:
-            self.add_error("source_path", "give the path of a .safetensors checkpoint or a diffusers folder")
-            return data
-        changed = not self.instance.pk or "source_path" in self.changed_data or "prediction_type" in self.changed_data \
-            or "source_type" in self.changed_data
-        if not changed:
-            return data
+    def _post_clean(self):
+        super()._post_clean()  # self.instance now holds the submitted values
+        if self.errors:
+            return
         try:
-            check = services.checkpoint_check(path=path)
+            services.variant_check(variant=self.instance, changed=self.changed_data if self.instance.pk else None)
         except ValidationError as exc:
-            self.add_error("source_path", exc.messages[0])
-            return data
-        if data.get("prediction_type") == ModelVariant.Prediction.EPSILON and check.prediction_type == ModelVariant.Prediction.V:
-            self.add_error("prediction_type", "the checkpoint carries the v_pred marker: choose v-prediction")
-            return data
-        found = {"source_type": check.source_type, "has_ztsnr": check.has_ztsnr, "checkpoint_notes": check.notes,
-                 "health": ModelVariant.Health.OK, "health_message": ""}  # a checkpoint that checks out is healthy again
-        for name, value in found.items():
-            if name in self.fields:
-                data[name] = value
-            else:
-                setattr(self.instance, name, value)
-        return data
+            add_service_errors(self, exc)
 
 
 class VariantLoraAdminForm(forms.ModelForm):
+    """A LoRA row in Django admin: the registry service checks the file (its format comes from the keys)."""
+
+    class Meta:
+        model = VariantLora
+        fields = "__all__"
+
     def clean(self):
         data = super().clean()
         path = (data.get("path") or "").strip()
         if path and not data.get("DELETE"):
             try:
-                data["format"] = services.lora_check(path=path)
+                services.lora_check(path=path)
             except ValidationError as exc:
                 self.add_error("path", exc.messages[0])
         return data
-

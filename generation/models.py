@@ -8,6 +8,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from generation.sampling import SamplerSettings
+
 
 def _opaque_name(folder: str, ext: str) -> str:
     # Random names carry nothing about the model, prompt or seed.
@@ -190,11 +192,10 @@ class GenerationJob(models.Model):
         return self.name or f"job {self.pk}"
 
 
-class Image(models.Model):
-    """One generated (or imported) image with its full generation record."""
+class SamplerFields(models.Model):
+    """The columns of one ``SamplerSettings``: what an image was made with, or a task will make it with.
+    A setting added to ``SamplerSettings`` gets its column here (images and tasks both)."""
 
-    variant = models.ForeignKey(ModelVariant, on_delete=models.PROTECT, related_name="images")
-    prompt = models.ForeignKey(Prompt, on_delete=models.PROTECT, related_name="images")
     negative_prompt = models.TextField(blank=True)
     seed = models.BigIntegerField()
     sampler = models.CharField(max_length=40)
@@ -203,6 +204,20 @@ class Image(models.Model):
     width = models.PositiveSmallIntegerField()
     height = models.PositiveSmallIntegerField()
     clip_skip = models.PositiveSmallIntegerField(default=1)
+
+    class Meta:
+        abstract = True
+
+    @property
+    def sampler_settings(self) -> SamplerSettings:
+        return SamplerSettings.of(self)
+
+
+class Image(SamplerFields):
+    """One generated (or imported) image with its full generation record."""
+
+    variant = models.ForeignKey(ModelVariant, on_delete=models.PROTECT, related_name="images")
+    prompt = models.ForeignKey(Prompt, on_delete=models.PROTECT, related_name="images")
     # Images of one prompt that may meet in a fixed-prompt duel share this key (seed and all settings).
     settings_key = models.CharField(max_length=64, db_index=True)
     file = models.ImageField(upload_to=image_original_path, help_text="original PNG with A1111 parameters")
@@ -223,7 +238,7 @@ class Image(models.Model):
         return f"image {self.pk}"
 
 
-class GenerationTask(models.Model):
+class GenerationTask(SamplerFields):
     """One image to make: a model, a prompt, a seed and settings. Jobs expand to these; free-prompt duels
     create them live. The worker claims a task with a conditional update and links the image it stored."""
 
@@ -237,14 +252,6 @@ class GenerationTask(models.Model):
     job = models.ForeignKey(GenerationJob, null=True, blank=True, on_delete=models.CASCADE, related_name="tasks")
     variant = models.ForeignKey(ModelVariant, on_delete=models.CASCADE, related_name="generation_tasks")
     prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="generation_tasks")
-    negative_prompt = models.TextField(blank=True)
-    seed = models.BigIntegerField()
-    sampler = models.CharField(max_length=40)
-    steps = models.PositiveSmallIntegerField()
-    cfg_scale = models.FloatField()
-    width = models.PositiveSmallIntegerField()
-    height = models.PositiveSmallIntegerField()
-    clip_skip = models.PositiveSmallIntegerField(default=1)
     settings_key = models.CharField(max_length=64)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     image = models.OneToOneField(Image, null=True, blank=True, on_delete=models.SET_NULL, related_name="task")

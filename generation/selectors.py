@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from django.db.models import Avg, Count, Q, QuerySet
+from django.db.models import Avg, Count, QuerySet
 
 from generation.models import GenerationJob, GenerationTask, Image, ModelVariant, Prompt, PromptSet
 
@@ -128,10 +128,6 @@ def jobs_with_progress(*, limit: int = 50) -> list[JobProgress]:
     return [job_progress(job=job) for job in jobs_recent(limit=limit)]
 
 
-def job_get(*, job_id: int) -> GenerationJob:
-    return GenerationJob.objects.select_related("created_by", "prompt_set").get(pk=job_id)
-
-
 def job_images(*, job: GenerationJob, limit: int = 60) -> QuerySet[Image]:
     return job.images.select_related("variant", "prompt").order_by("-id")[:limit]
 
@@ -146,10 +142,6 @@ def variants_schedulable() -> QuerySet[ModelVariant]:
 
 def prompt_sets_with_counts() -> QuerySet[PromptSet]:
     return PromptSet.objects.annotate(prompt_count=Count("prompts")).order_by("name")
-
-
-def image_get(*, image_id: int) -> Image:
-    return Image.objects.select_related("variant", "prompt").get(pk=image_id)
 
 
 def images_recent(*, limit: int = 60, variant: ModelVariant | None = None) -> QuerySet[Image]:
@@ -187,7 +179,3 @@ def prompt_image_groups(*, min_variants: int = 2) -> QuerySet:
             .annotate(models=Count("variant", distinct=True))
             .filter(models__gte=min_variants)
             .order_by("prompt_id", "settings_key"))
-
-
-def failing_variants() -> QuerySet[ModelVariant]:
-    return ModelVariant.objects.filter(Q(health=ModelVariant.Health.FAILING))

@@ -15,8 +15,8 @@ from generation import services
 
 logger = logging.getLogger(__name__)
 
-SOFT_TIME_LIMIT = getattr(settings, "GENERATION_TASK_SOFT_TIME_LIMIT", 15 * 60)
-TIME_LIMIT = getattr(settings, "GENERATION_TASK_TIME_LIMIT", SOFT_TIME_LIMIT + 60)
+SOFT_TIME_LIMIT = settings.GENERATION_TASK_SOFT_TIME_LIMIT
+TIME_LIMIT = settings.GENERATION_TASK_TIME_LIMIT
 MAX_RETRIES = 4
 
 

@@ -4,11 +4,8 @@ the full page and, for htmx requests, its partial."""
 
 from __future__ import annotations
 
-from functools import wraps
-
 from django.contrib import messages
-from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -16,23 +13,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from generation import selectors, services
 from generation.forms import CharacterReferenceForm, JobForm, PromptSetImportForm, add_service_errors
 from generation.models import Character, GenerationJob, Image, ModelVariant
+from generation.permissions import staff_required
 
 POLL_SECONDS = 2
-
-
-def staff_required(view):
-    """Staff only: anonymous visitors are sent to the login page, others (and htmx requests) get 403."""
-
-    @wraps(view)
-    def wrapped(request: HttpRequest, *args, **kwargs):
-        user = request.user
-        if user.is_authenticated and user.is_active and user.is_staff:
-            return view(request, *args, **kwargs)
-        if user.is_authenticated or getattr(request, "htmx", False):
-            raise PermissionDenied("staff only")
-        return redirect_to_login(request.get_full_path())
-
-    return wrapped
 
 
 def _jobs_context() -> dict:

@@ -213,9 +213,7 @@ def poll_refresh(*, poll: Poll) -> Poll:
         poll.refresh_from_db()
         return poll
     if now - poll.created_at > dt.timedelta(seconds=settings.FREE_PROMPT_TIMEOUT_SECONDS):
-        GenerationTask.objects.filter(id__in=[t.id for t in tasks], status=GenerationTask.Status.PENDING).update(
-            status=GenerationTask.Status.CANCELLED, error="the voter's duel timed out"
-        )
+        generation_services.tasks_cancel(task_ids=[t.id for t in tasks], error="the voter's duel timed out")
         return _poll_fail(poll, "Generation took too long. This poll is not counted; try again.")
     return poll
 

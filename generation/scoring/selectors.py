@@ -133,10 +133,10 @@ def characters_with_references() -> list[dict]:
 
 def character_elo_params() -> EloParams:
     return EloParams(
-        k=float(getattr(settings, "CHARACTER_ELO_K", 4.0)),
-        scale=float(getattr(settings, "ELO_SCALE", 400.0)),
-        base=float(getattr(settings, "ELO_BASE", 10.0)),
-        initial=float(getattr(settings, "ELO_INITIAL", 1000.0)),
+        k=float(settings.CHARACTER_ELO_K),
+        scale=float(settings.ELO_SCALE),
+        base=float(settings.ELO_BASE),
+        initial=float(settings.ELO_INITIAL),
     )
 
 
@@ -145,7 +145,7 @@ def character_duels(*, tie_margin: float | None = None) -> list[Duel]:
     pair of images from two models, both scored by the same CCIP scorer. The lower mean difference to the
     references wins; a difference within ``tie_margin`` (settings.CHARACTER_ELO_TIE_MARGIN) is a tie. Players are
     variant ids; a duel's time is when its later image was made. Sorted by time, then prompt, settings, models."""
-    margin = float(getattr(settings, "CHARACTER_ELO_TIE_MARGIN", 0.01) if tie_margin is None else tie_margin)
+    margin = float(settings.CHARACTER_ELO_TIE_MARGIN if tie_margin is None else tie_margin)
     groups: dict[tuple[int, str], list[tuple[int, float, str, float]]] = defaultdict(list)
     for prompt_id, key, variant_id, value, scorer_hash, created in ImageScore.objects.filter(kind=CCIP).values_list(
         "image__prompt_id", "image__settings_key", "image__variant_id", "value", "scorer_hash", "image__created_at"
@@ -169,7 +169,7 @@ def character_duels(*, tie_margin: float | None = None) -> list[Duel]:
 def character_elo(*, tie_margin: float | None = None) -> dict[int, dict]:
     """Per variant id with at least one automatic duel: {"elo", "twa_elo", "duels", "wins", "losses", "ties"}."""
     params = character_elo_params()
-    margin = float(getattr(settings, "CHARACTER_ELO_TIE_MARGIN", 0.01) if tie_margin is None else tie_margin)
+    margin = float(settings.CHARACTER_ELO_TIE_MARGIN if tie_margin is None else tie_margin)
     key = "scoring:character_elo:" + hashlib.sha256(repr((_scores_state(CCIP), params, margin)).encode()).hexdigest()[:32]
     hit = cache.get(key)
     if hit is not None:

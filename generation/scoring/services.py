@@ -1,137 +1,29 @@
 """Writes of the scoring app: compute and store automatic scores, and enqueue scoring after generation.
 
-The web tier imports this module; torch, open_clip and onnxruntime are only imported when scorers load.
+The web tier imports this module; torch, open_clip and onnxruntime are only imported when scorers load
+(``generation.scoring.scorers``).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from PIL import Image as PILImage
 
 from generation.models import CharacterReference, Image
-from generation.scoring.files import (
-    AESTHETIC,
-    ALIGNMENT,
-    CCIP,
-    KINDS,
-    ScorerBroken,
-    ScorerUnavailable,
-    ScoringError,
-    any_scorer_present,
-    files_hash,
-    scorer_files,
-    scorers_dir,
-)
+from generation.scoring.clipscore import clip_scores
+from generation.scoring.files import AESTHETIC, ALIGNMENT, CCIP, KINDS, ScorerBroken, ScoringError, any_scorer_present, scorers_dir
 from generation.scoring.models import CcipFeature, ImageScore
+from generation.scoring.scorers import LoadedScorers, scorers_load, scoring_batch_size
 
 logger = logging.getLogger(__name__)
-
-
-def scoring_batch_size() -> int:
-    return int(getattr(settings, "SCORING_BATCH_SIZE", 16))
-
-
-def scoring_device() -> str:
-    return str(getattr(settings, "SCORING_DEVICE", getattr(settings, "GENERATION_DEVICE", "auto")))
-
-
-# --- loading scorers ---------------------------------------------------------------------------------------------
-
-@dataclass
-class LoadedScorers:
-    """The scorers one run uses, with the hash each score will record."""
-
-    hashes: dict[str, str] = field(default_factory=dict)  # kind -> scorer hash
-    ccip: object | None = None  # CcipModel
-    clip: object | None = None  # OpenClipModel
-    aesthetic: object | None = None  # AestheticMlp
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def kinds(self) -> list[str]:
-        return [k for k in KINDS if k in self.hashes]
-
-    @property
-    def ccip_threshold(self) -> float:
-        return float(self.ccip.threshold)
-
-
-# One loaded model per slot, reused while its files do not change (workers score many batches).
-_model_cache: dict[str, tuple[tuple, object]] = {}
-_model_cache_lock = threading.Lock()
-
-
-def _cached(slot: str, key: tuple, build: Callable[[], object]) -> object:
-    with _model_cache_lock:
-        hit = _model_cache.get(slot)
-        if hit is not None and hit[0] == key:
-            return hit[1]
-    obj = build()
-    with _model_cache_lock:
-        _model_cache[slot] = (key, obj)
-    return obj
-
-
-def scorers_load(*, kinds: Sequence[str] | None = None, root: Path | None = None) -> LoadedScorers:
-    """Load the scorers of ``kinds`` (default: every installed one).
-
-    A scorer asked for by name that is missing, or any scorer whose files are there but broken, raises
-    :class:`ScoringError` with a clear message; with the default, missing scorers are skipped with a note. When
-    nothing at all can be loaded, raises :class:`ScorerUnavailable`.
-    """
-    explicit = kinds is not None
-    wanted = list(dict.fromkeys(kinds)) if explicit else list(KINDS)
-    for kind in wanted:
-        if kind not in KINDS:
-            raise ScorerUnavailable(f"unknown scorer {kind!r}; choose from {', '.join(KINDS)}")
-    loaded = LoadedScorers()
-    found = {}
-    for kind in wanted:
-        try:
-            found[kind] = scorer_files(kind, root)
-        except ScorerUnavailable as exc:
-            if explicit:
-                raise
-            loaded.notes.append(f"{kind}: skipped — {exc}")
-    if not found:
-        where = Path(root) if root is not None else scorers_dir()
-        raise ScorerUnavailable(f"no scorer is installed in {where}: " + "; ".join(loaded.notes))
-    device = scoring_device()
-    batch = scoring_batch_size()
-    for kind, files in found.items():
-        loaded.hashes[kind] = files_hash(files.files)
-    if CCIP in found:
-        from generation.scoring.ccip import CcipModel
-
-        folder = found[CCIP].folder
-        loaded.ccip = _cached("ccip", (str(folder), loaded.hashes[CCIP], device),
-                              lambda: CcipModel(folder, device=device, batch_size=batch))
-    clip_kinds = [k for k in (AESTHETIC, ALIGNMENT) if k in found]
-    if clip_kinds:
-        from generation.scoring.openclip import OpenClipModel
-
-        files = found[clip_kinds[0]]
-        config, weights = files.files[0], files.files[1]
-        clip_key = (str(files.folder), files_hash((config, weights)), device)
-        loaded.clip = _cached("open_clip", clip_key, lambda: OpenClipModel(files.folder, device=device, batch_size=batch))
-    if AESTHETIC in found:
-        from generation.scoring.aesthetic import AestheticMlp
-
-        mlp_path = found[AESTHETIC].files[2]
-        embed_dim = getattr(loaded.clip, "embed_dim", None)
-        loaded.aesthetic = _cached("aesthetic", (str(mlp_path), loaded.hashes[AESTHETIC]),
-                                   lambda: AestheticMlp(mlp_path, embed_dim=embed_dim))
-    return loaded
 
 
 # --- computing scores --------------------------------------------------------------------------------------------
@@ -215,12 +107,16 @@ def scores_compute(
     return report
 
 
-def _score_batch(chunk: list[int], scorers: LoadedScorers, refs_by_character: dict[int, list[int]],
-                 missing_only: bool, report: ScoringReport, say: Callable[[str], None]) -> None:
-    batch = list(Image.objects.filter(id__in=chunk).select_related("prompt").order_by("id"))
+Say = Callable[[str], None]
+
+
+def _batch_todo(batch: list[Image], scorers: LoadedScorers, refs_by_character: dict[int, list[int]],
+                missing_only: bool, report: ScoringReport) -> tuple[dict[str, list[Image]], list[int]]:
+    """The images each scorer has to score in this batch, and the images whose CCIP score is stale (their
+    prompt no longer names a character with references)."""
     existing = {
         (row["image_id"], row["kind"]): row
-        for row in ImageScore.objects.filter(image_id__in=chunk, kind__in=scorers.kinds)
+        for row in ImageScore.objects.filter(image_id__in=[i.id for i in batch], kind__in=scorers.kinds)
         .values("image_id", "kind", "scorer_hash", "details")
     }
     todo: dict[str, list[Image]] = {kind: [] for kind in scorers.kinds}
@@ -230,25 +126,19 @@ def _score_batch(chunk: list[int], scorers: LoadedScorers, refs_by_character: di
             ref_ids = refs_by_character.get(image.prompt.character_id) if kind == CCIP else None
             if kind == CCIP and not ref_ids:
                 if (image.id, CCIP) in existing:
-                    stale_ccip.append(image.id)  # its prompt no longer names a character with references
+                    stale_ccip.append(image.id)
                 continue
             if missing_only and not _needs(existing.get((image.id, kind)), kind, scorers.hashes[kind], ref_ids):
                 report.up_to_date[kind] += 1
                 continue
             todo[kind].append(image)
-    needed = {image.id: image for images in todo.values() for image in images}
-    if not needed and not stale_ccip:
-        return
+    return todo, stale_ccip
 
-    # Read the image files; an unreadable one is reported and left out.
+
+def _pictures_read(needed: dict[int, Image], ccip_cached: dict[int, np.ndarray], clip_ids: set[int],
+                   report: ScoringReport, say: Say) -> dict[int, PILImage.Image]:
+    """The image files the scorers need; an unreadable one is reported and left out."""
     pictures: dict[int, PILImage.Image] = {}
-    ccip_cached: dict[int, np.ndarray] = {}
-    if CCIP in todo and todo[CCIP]:
-        ccip_cached = {
-            f.image_id: f.as_array()
-            for f in CcipFeature.objects.filter(image_id__in=[i.id for i in todo[CCIP]], scorer_hash=scorers.hashes[CCIP])
-        }
-    clip_ids = {i.id for k in (AESTHETIC, ALIGNMENT) for i in todo.get(k, [])}
     for image in needed.values():
         if image.id in ccip_cached and image.id not in clip_ids:
             continue  # only CCIP is wanted and its features are cached
@@ -257,38 +147,33 @@ def _score_batch(chunk: list[int], scorers: LoadedScorers, refs_by_character: di
         except Exception as exc:  # missing file, truncated PNG, storage error
             report.failed.append(("image", image.id, f"cannot read {image.file.name!r}: {exc}"))
             say(f"image {image.id}: cannot read {image.file.name!r}: {exc}")
-    readable = lambda images: [i for i in images if i.id in pictures or i.id in ccip_cached]  # noqa: E731
+    return pictures
 
-    now = timezone.now()
+
+def _clip_rows(todo: dict[str, list[Image]], clip_images: list[Image], pictures: dict[int, PILImage.Image],
+               scorers: LoadedScorers, now) -> list[ImageScore]:
+    """Aesthetic and prompt-alignment scores, from one open_clip embedding per image."""
     rows: list[ImageScore] = []
-    new_features: list[CcipFeature] = []
+    embeddings = dict(zip((i.id for i in clip_images),
+                          scorers.clip.image_embeddings([pictures[i.id] for i in clip_images])))
+    aesthetic_images = [i for i in todo.get(AESTHETIC, []) if i.id in embeddings]
+    if aesthetic_images:
+        values = scorers.aesthetic(np.stack([embeddings[i.id] for i in aesthetic_images]))
+        rows += [ImageScore(image_id=i.id, kind=AESTHETIC, value=float(v), scorer_hash=scorers.hashes[AESTHETIC],
+                            computed_at=now) for i, v in zip(aesthetic_images, values)]
+    aligned = [i for i in todo.get(ALIGNMENT, []) if i.id in embeddings]
+    if aligned:
+        texts = sorted({i.prompt.text for i in aligned})
+        text_emb = dict(zip(texts, scorers.clip.text_embeddings(texts)))
+        values = clip_scores(np.stack([embeddings[i.id] for i in aligned]),
+                             np.stack([text_emb[i.prompt.text] for i in aligned]))
+        rows += [ImageScore(image_id=i.id, kind=ALIGNMENT, value=float(v), scorer_hash=scorers.hashes[ALIGNMENT],
+                            computed_at=now) for i, v in zip(aligned, values)]
+    return rows
 
-    if CCIP in todo and todo[CCIP]:
-        ccip_images = readable(todo[CCIP])
-        rows += _ccip_rows(ccip_images, scorers, refs_by_character, pictures, ccip_cached, new_features, report, say, now)
 
-    clip_images = [i for i in needed.values() if i.id in clip_ids and i.id in pictures]
-    if clip_images:
-        embeddings = dict(zip((i.id for i in clip_images),
-                              scorers.clip.image_embeddings([pictures[i.id] for i in clip_images])))
-        if AESTHETIC in todo:
-            aesthetic_images = [i for i in todo[AESTHETIC] if i.id in embeddings]
-            if aesthetic_images:
-                values = scorers.aesthetic(np.stack([embeddings[i.id] for i in aesthetic_images]))
-                rows += [ImageScore(image_id=i.id, kind=AESTHETIC, value=float(v), scorer_hash=scorers.hashes[AESTHETIC],
-                                    computed_at=now) for i, v in zip(aesthetic_images, values)]
-        if ALIGNMENT in todo:
-            from generation.scoring.clipscore import clip_scores
-
-            aligned = [i for i in todo[ALIGNMENT] if i.id in embeddings]
-            if aligned:
-                texts = sorted({i.prompt.text for i in aligned})
-                text_emb = dict(zip(texts, scorers.clip.text_embeddings(texts)))
-                values = clip_scores(np.stack([embeddings[i.id] for i in aligned]),
-                                     np.stack([text_emb[i.prompt.text] for i in aligned]))
-                rows += [ImageScore(image_id=i.id, kind=ALIGNMENT, value=float(v), scorer_hash=scorers.hashes[ALIGNMENT],
-                                    computed_at=now) for i, v in zip(aligned, values)]
-
+def _scores_write(rows: list[ImageScore], new_features: list[CcipFeature], stale_ccip: list[int]) -> None:
+    """One batch's scores and features, in one transaction (a non-finite score writes nothing)."""
     for row in rows:
         if not np.isfinite(row.value):
             raise ScorerBroken(f"{row.kind}: the scorer gave a non-finite value for image {row.image_id}")
@@ -302,26 +187,43 @@ def _score_batch(chunk: list[int], scorers: LoadedScorers, refs_by_character: di
                 rows, update_conflicts=True, unique_fields=["image", "kind"],
                 update_fields=["value", "same_ratio", "references", "details", "scorer_hash", "computed_at"],
             )
+
+
+def _score_batch(chunk: list[int], scorers: LoadedScorers, refs_by_character: dict[int, list[int]],
+                 missing_only: bool, report: ScoringReport, say: Say) -> None:
+    batch = list(Image.objects.filter(id__in=chunk).select_related("prompt").order_by("id"))
+    todo, stale_ccip = _batch_todo(batch, scorers, refs_by_character, missing_only, report)
+    needed = {image.id: image for images in todo.values() for image in images}
+    if not needed and not stale_ccip:
+        return
+    ccip_cached: dict[int, np.ndarray] = {}
+    if todo.get(CCIP):
+        ccip_cached = {
+            f.image_id: f.as_array()
+            for f in CcipFeature.objects.filter(image_id__in=[i.id for i in todo[CCIP]], scorer_hash=scorers.hashes[CCIP])
+        }
+    clip_ids = {i.id for k in (AESTHETIC, ALIGNMENT) for i in todo.get(k, [])}
+    pictures = _pictures_read(needed, ccip_cached, clip_ids, report, say)
+
+    now = timezone.now()
+    rows: list[ImageScore] = []
+    new_features: list[CcipFeature] = []
+    if todo.get(CCIP):
+        ccip_images = [i for i in todo[CCIP] if i.id in pictures or i.id in ccip_cached]
+        rows += _ccip_rows(ccip_images, scorers, refs_by_character, pictures, ccip_cached, new_features, report, say, now)
+    clip_images = [i for i in needed.values() if i.id in clip_ids and i.id in pictures]
+    if clip_images:
+        rows += _clip_rows(todo, clip_images, pictures, scorers, now)
+    _scores_write(rows, new_features, stale_ccip)
     for row in rows:
         report.scored[row.kind] += 1
     report.images += len({row.image_id for row in rows})
 
 
-def _ccip_rows(images: list[Image], scorers: LoadedScorers, refs_by_character: dict[int, list[int]],
-               pictures: dict[int, PILImage.Image], cached: dict[int, np.ndarray], new_features: list[CcipFeature],
-               report: ScoringReport, say: Callable[[str], None], now) -> list[ImageScore]:
+def _reference_features(images: list[Image], scorers: LoadedScorers, refs_by_character: dict[int, list[int]],
+                        new_features: list[CcipFeature], report: ScoringReport, say: Say) -> dict[int, np.ndarray]:
+    """CCIP features of the references of these images' characters: stored ones, the rest extracted now."""
     scorer_hash = scorers.hashes[CCIP]
-    model = scorers.ccip
-    threshold = scorers.ccip_threshold
-    # Image features: cached ones, the rest extracted now in one pass.
-    features = dict(cached)
-    fresh = [i for i in images if i.id not in features]
-    if fresh:
-        for image, vector in zip(fresh, model.features([pictures[i.id] for i in fresh])):
-            features[image.id] = vector
-            new_features.append(CcipFeature(image_id=image.id, scorer_hash=scorer_hash, dim=vector.shape[0],
-                                            vector=CcipFeature.pack(vector)))
-    # Reference features, the same way.
     ref_ids = sorted({r for i in images for r in refs_by_character.get(i.prompt.character_id, [])})
     ref_features = {
         f.reference_id: f.as_array()
@@ -337,10 +239,28 @@ def _ccip_rows(images: list[Image], scorers: LoadedScorers, refs_by_character: d
             report.failed.append(("reference", ref.id, f"cannot read {ref.image.name!r}: {exc}"))
             say(f"reference {ref.id}: cannot read {ref.image.name!r}: {exc}")
     if readable_refs:
-        for ref, vector in zip(readable_refs, model.features(ref_pictures)):
+        for ref, vector in zip(readable_refs, scorers.ccip.features(ref_pictures)):
             ref_features[ref.id] = vector
             new_features.append(CcipFeature(reference_id=ref.id, scorer_hash=scorer_hash, dim=vector.shape[0],
                                             vector=CcipFeature.pack(vector)))
+    return ref_features
+
+
+def _ccip_rows(images: list[Image], scorers: LoadedScorers, refs_by_character: dict[int, list[int]],
+               pictures: dict[int, PILImage.Image], cached: dict[int, np.ndarray], new_features: list[CcipFeature],
+               report: ScoringReport, say: Say, now) -> list[ImageScore]:
+    scorer_hash = scorers.hashes[CCIP]
+    model = scorers.ccip
+    threshold = scorers.ccip_threshold
+    # Image features: cached ones, the rest extracted now in one pass.
+    features = dict(cached)
+    fresh = [i for i in images if i.id not in features]
+    if fresh:
+        for image, vector in zip(fresh, model.features([pictures[i.id] for i in fresh])):
+            features[image.id] = vector
+            new_features.append(CcipFeature(image_id=image.id, scorer_hash=scorer_hash, dim=vector.shape[0],
+                                            vector=CcipFeature.pack(vector)))
+    ref_features = _reference_features(images, scorers, refs_by_character, new_features, report, say)
 
     rows = []
     by_character: dict[int, list[Image]] = defaultdict(list)
@@ -365,7 +285,7 @@ def _ccip_rows(images: list[Image], scorers: LoadedScorers, refs_by_character: d
 
 # --- after a generation job ------------------------------------------------------------------------------------
 
-def scores_enqueue_for_images(image_ids: list[int]) -> None:
+def scores_enqueue_for_images(image_ids: Iterable[int]) -> None:
     """Score these images on the ``gpu`` queue, in batches, once the current transaction commits.
 
     Does nothing (one log line) when no scorer folder is installed. Workers score only what is missing for the

@@ -9,6 +9,7 @@ from celery import shared_task
 from django.conf import settings
 
 from generation.scoring.files import ScoringError
+from generation.scoring.services import scores_compute
 
 logger = logging.getLogger(__name__)
 
@@ -17,12 +18,10 @@ logger = logging.getLogger(__name__)
     name="scoring.score_images",
     acks_late=True,
     reject_on_worker_lost=True,
-    soft_time_limit=getattr(settings, "SCORING_SOFT_TIME_LIMIT", 30 * 60),
-    time_limit=getattr(settings, "SCORING_SOFT_TIME_LIMIT", 30 * 60) + 120,
+    soft_time_limit=settings.SCORING_SOFT_TIME_LIMIT,
+    time_limit=settings.SCORING_SOFT_TIME_LIMIT + 120,
 )
 def score_images(image_ids: list[int]) -> dict:
-    from generation.scoring.services import scores_compute
-
     try:
         report = scores_compute(image_ids=[int(i) for i in image_ids], missing_only=True)
     except ScoringError as exc:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from django.contrib.admin.views.decorators import staff_member_required
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
 from generation.models import Character
+from generation.permissions import staff_required
 from generation.scoring import selectors
 from generation.scoring.files import CCIP, scorer_state
 
@@ -31,7 +31,7 @@ def character_detail(request, character_id: int):
         "references": selectors.character_reference_count(character.id),
         "ccip": scorer_state(CCIP),
     }
-    template = "scoring/_character_table.html" if getattr(request, "htmx", False) else "scoring/character_detail.html"
+    template = "scoring/_character_table.html" if request.htmx else "scoring/character_detail.html"
     return render(request, template, context)
 
 
@@ -47,7 +47,7 @@ def aesthetic_kde(request):
     return response
 
 
-@staff_member_required
+@staff_required
 @require_GET
 def scorer_status_page(request):
     return render(request, "scoring/status.html", {"scorers": selectors.scorer_status()})

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from PIL import Image as PILImage
 
-from generation import services
 from generation.models import ModelVariant, Prompt, PromptSet
+from generation.sampling import SamplerSettings
+from generation.services import worker
 
 
 class FakeGenerationError(Exception):
@@ -66,6 +67,9 @@ class FakePipelines:
     def pipeline_cache(self):
         return self
 
+    def set_pipeline_cache(self, cache):  # the worker installs its cache; the stand-in stays the cache
+        return self
+
     def get(self, spec, device):  # the pipeline cache's get: loads once per key
         if spec.key in self.fail_load:
             raise FakeGenerationError(f"cannot load {spec.source_path}: truncated file")
@@ -94,7 +98,7 @@ class FakePipelines:
 @pytest.fixture
 def fake_pipelines(monkeypatch) -> FakePipelines:
     fake = FakePipelines()
-    monkeypatch.setattr(services, "_pipelines", lambda: fake)
+    monkeypatch.setattr(worker, "_pipelines", lambda: fake)
     return fake
 
 
@@ -103,6 +107,12 @@ def make_variant(name: str, **kwargs) -> ModelVariant:
               "width": 256, "height": 256, "steps": 2, "sampler": "Euler a", "cfg_scale": 5.0}
     values.update(kwargs)
     return ModelVariant.objects.create(name=name, **values)
+
+
+def sampler_settings(*, seed: int, steps: int, cfg_scale: float, width: int, height: int, sampler: str = "Euler a",
+                     clip_skip: int = 1, negative_prompt: str = "") -> SamplerSettings:
+    return SamplerSettings(seed=seed, sampler=sampler, steps=steps, cfg_scale=cfg_scale, width=width, height=height,
+                           clip_skip=clip_skip, negative_prompt=negative_prompt)
 
 
 def make_prompt_set(name: str = "Set", n: int = 2) -> PromptSet:

@@ -22,7 +22,7 @@ def models_dir(tiny_models, tmp_path, settings, monkeypatch):
     settings.MODELS_DIR = root
     from generation import services
 
-    monkeypatch.setattr(services, "_job_finished_hook", lambda job_id: None)  # no scorers here
+    monkeypatch.setattr(services.jobs, "_job_finished_hook", lambda job_id: None)  # no scorers here
     return root
 
 

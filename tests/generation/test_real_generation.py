@@ -34,7 +34,7 @@ def fresh_cache():
 
 @pytest.fixture(autouse=True)
 def _no_scoring(monkeypatch):
-    monkeypatch.setattr(services, "_job_finished_hook", lambda job_id: None)
+    monkeypatch.setattr(services.jobs, "_job_finished_hook", lambda job_id: None)
 
 
 def _register(path, name, **options):
@@ -99,6 +99,39 @@ def test_admin_add_form_checks_the_checkpoint(client, tiny_models, tmp_path):
     assert response.status_code == 302
     variant = ModelVariant.objects.get()
     assert (variant.source_type, variant.has_ztsnr) == ("single_file", True)
+
+
+def test_admin_saves_a_variant_and_its_loras_through_the_registry_service(client, tiny_models, tmp_path):
+    client.force_login(get_user_model().objects.create_user("admin", is_staff=True, is_superuser=True))
+    base = {"name": "Admin LoRA", "family": "Illustrious XL", "version": "", "kind": "finetune", "prediction_type": "eps",
+            "source_type": "single_file", "source_path": tiny_models.eps_file, "config_path": "", "description": "",
+            "sampler": "Euler a", "steps": 2, "cfg_scale": 5, "width": 256, "height": 256, "clip_skip": 1,
+            "guidance_rescale": 0, "enabled": "on", "health": "ok", "matchmaking_weight": 1,
+            "loras-INITIAL_FORMS": 0, "loras-MIN_NUM_FORMS": 0, "loras-MAX_NUM_FORMS": 1000}
+    add = reverse("admin:generation_modelvariant_add")
+    (tmp_path / "junk.safetensors").write_bytes(b"not a LoRA")
+    response = client.post(add, {**base, "loras-TOTAL_FORMS": 1, "loras-0-path": str(tmp_path / "junk.safetensors"),
+                                 "loras-0-weight": 0.5, "loras-0-position": 0})
+    assert response.status_code == 200 and "junk.safetensors" in response.content.decode()
+    assert not ModelVariant.objects.exists()
+    response = client.post(add, {**base, "loras-TOTAL_FORMS": 1, "loras-0-path": tiny_models.lora_kohya,
+                                 "loras-0-weight": 0.5, "loras-0-position": 0})
+    assert response.status_code == 302
+    variant = ModelVariant.objects.get()
+    lora = variant.loras.get()
+    assert (lora.path, lora.weight, lora.format) == (str(Path(tiny_models.lora_kohya).resolve()), 0.5, "kohya")
+    assert variant.source_path == str(Path(tiny_models.eps_file).resolve())
+
+    change = reverse("admin:generation_modelvariant_change", args=[variant.pk])
+    response = client.post(change, {**base, "loras-TOTAL_FORMS": 1, "loras-INITIAL_FORMS": 1, "loras-0-id": lora.pk,
+                                    "loras-0-variant": variant.pk, "loras-0-path": lora.path, "loras-0-weight": -1.0,
+                                    "loras-0-position": 0})
+    assert response.status_code == 302
+    assert list(variant.loras.values_list("id", "weight")) == [(lora.pk, -1.0)]
+    response = client.post(change, {**base, "loras-TOTAL_FORMS": 1, "loras-INITIAL_FORMS": 1, "loras-0-id": lora.pk,
+                                    "loras-0-variant": variant.pk, "loras-0-path": lora.path, "loras-0-weight": -1.0,
+                                    "loras-0-position": 0, "loras-0-DELETE": "on"})
+    assert response.status_code == 302 and not variant.loras.exists()
 
 
 def test_job_matrix_on_tiny_models_loads_each_model_once_and_redelivery_adds_nothing(

@@ -10,7 +10,7 @@ from PIL import Image as PILImage
 from generation import images as png
 from generation import services
 from generation.models import Character, GenerationJob, GenerationTask, Image, Prompt, PromptSet
-from tests.generation.helpers import fake_pipelines, make_prompt_set, make_variant  # noqa: F401
+from tests.generation.helpers import fake_pipelines, make_prompt_set, make_variant, sampler_settings  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 
@@ -29,9 +29,10 @@ def test_settings_key_is_canonical_and_covers_every_setting():
 
 
 def _store(variant, prompt, seed=3, size=(256, 256)):
-    return services.image_store(variant=variant, prompt=prompt, image=PILImage.new("RGB", size, (seed, 2, 3)), seed=seed,
-                                sampler="Euler a", steps=20, cfg_scale=6.0, width=size[0], height=size[1],
-                                negative_prompt="lowres", seconds=0.5, worker="w1")
+    return services.image_store(variant=variant, prompt=prompt, image=PILImage.new("RGB", size, (seed, 2, 3)),
+                                settings=sampler_settings(seed=seed, steps=20, cfg_scale=6.0, width=size[0],
+                                                          height=size[1], negative_prompt="lowres"),
+                                seconds=0.5, worker="w1")
 
 
 def _media_files(settings) -> list[Path]:
@@ -73,8 +74,8 @@ def test_image_store_refuses_an_image_of_another_size():
     variant = make_variant("A")
     prompt = Prompt.objects.create(text="1girl")
     with pytest.raises(ValidationError):
-        services.image_store(variant=variant, prompt=prompt, image=PILImage.new("RGB", (64, 64)), seed=1, sampler="Euler a",
-                             steps=2, cfg_scale=5, width=256, height=256)
+        services.image_store(variant=variant, prompt=prompt, image=PILImage.new("RGB", (64, 64)),
+                             settings=sampler_settings(seed=1, steps=2, cfg_scale=5, width=256, height=256))
     assert Image.objects.count() == 0
 
 
@@ -151,8 +152,9 @@ def test_job_create_skips_images_that_exist(django_capture_on_commit_callbacks):
     a = make_variant("A")
     prompt_set = make_prompt_set(n=1)
     prompt = prompt_set.prompts.get()
-    services.image_store(variant=a, prompt=prompt, image=PILImage.new("RGB", (256, 256)), seed=1, sampler="Euler a",
-                         steps=2, cfg_scale=5.0, width=256, height=256, negative_prompt="worst quality")
+    services.image_store(variant=a, prompt=prompt, image=PILImage.new("RGB", (256, 256)),
+                         settings=sampler_settings(seed=1, steps=2, cfg_scale=5.0, width=256, height=256,
+                                                   negative_prompt="worst quality"))
     with django_capture_on_commit_callbacks(execute=False):
         job = services.job_create(variants=[a], prompt_set=prompt_set, seeds=[1, 2])
     assert list(job.tasks.values_list("seed", flat=True)) == [2]
@@ -200,6 +202,43 @@ def test_tasks_create_live_refuses_bad_sizes_and_single_models():
     with pytest.raises(ValidationError):
         services.tasks_create_live(prompt=prompt, variants=[a], seed=1, width=256, height=256)
     assert not GenerationTask.objects.exists()
+
+
+def test_tasks_cancel_cancels_what_has_not_started(django_capture_on_commit_callbacks):
+    a, b = make_variant("A"), make_variant("B")
+    prompt = Prompt.objects.create(text="1girl", source=Prompt.Source.FREE)
+    with django_capture_on_commit_callbacks(execute=False):
+        first, second = services.tasks_create_live(prompt=prompt, variants=[a, b], seed=1, width=256, height=256)
+    GenerationTask.objects.filter(pk=second.pk).update(status="running")
+    assert services.tasks_cancel(task_ids=[first.pk, second.pk], error="the voter's duel timed out") == 1
+    assert dict(GenerationTask.objects.values_list("id", "status")) == {first.pk: "cancelled", second.pk: "running"}
+    assert GenerationTask.objects.get(pk=first.pk).error == "the voter's duel timed out"
+
+
+def test_the_worker_sizes_its_pipeline_cache_from_the_setting(settings):
+    from generation import pipelines
+    from generation.services import worker
+
+    settings.PIPELINE_CACHE_SIZE = 3
+    previous = pipelines.set_pipeline_cache(None)
+    try:
+        assert worker._pipeline_cache(pipelines).max_entries == 3
+        installed = pipelines.PipelineCache(max_entries=1)
+        pipelines.set_pipeline_cache(installed)
+        assert worker._pipeline_cache(pipelines) is installed  # one installed already (a test, the benchmark) stays
+    finally:
+        pipelines.set_pipeline_cache(previous)
+
+
+def test_sampler_settings_of_a_row_and_its_key(django_capture_on_commit_callbacks):
+    a = make_variant("A", clip_skip=2)
+    with django_capture_on_commit_callbacks(execute=False):
+        job = services.job_create(variants=[a], prompt_set=make_prompt_set(n=1), seeds=[5])
+    task = job.tasks.get()
+    expected = services.SamplerSettings(seed=5, sampler="Euler a", steps=2, cfg_scale=5.0, width=256, height=256,
+                                        clip_skip=2, negative_prompt="worst quality")
+    assert task.sampler_settings == expected and task.settings_key == expected.key
+    assert expected.key == services.settings_key_for(**expected.as_dict())
 
 
 def test_lora_check_tells_kohya_from_diffusers_and_refuses_other_files(tmp_path):

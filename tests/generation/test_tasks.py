@@ -1,12 +1,10 @@
 """The worker path with a stand-in for diffusers: claims, batches, retries, failures, redelivery, job status.
 (The same path on the real tiny models is in test_real_generation.py.)"""
 
-import sys
-import types
-
 import pytest
 
 from generation import selectors, services
+from generation.scoring import services as scoring_services
 from generation.models import GenerationJob, GenerationTask, Image, ModelVariant, Prompt
 from generation.tasks import run_tasks
 from tests.generation.helpers import fake_pipelines, make_prompt_set, make_variant  # noqa: F401
@@ -18,9 +16,7 @@ pytestmark = pytest.mark.django_db
 def scored(monkeypatch):
     """A stand-in for the scorers' enqueue function, recording what it was given."""
     calls: list[list[int]] = []
-    module = types.ModuleType("generation.scoring.services")
-    module.scores_enqueue_for_images = lambda image_ids: calls.append(sorted(image_ids))
-    monkeypatch.setitem(sys.modules, "generation.scoring.services", module)
+    monkeypatch.setattr(scoring_services, "scores_enqueue_for_images", lambda image_ids: calls.append(sorted(image_ids)))
     return calls
 
 

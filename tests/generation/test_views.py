@@ -11,7 +11,7 @@ from PIL import Image as PILImage
 from generation import images as png
 from generation import services
 from generation.models import Character, GenerationJob, GenerationTask, Prompt, PromptSet
-from tests.generation.helpers import make_prompt_set, make_variant
+from tests.generation.helpers import make_prompt_set, make_variant, sampler_settings
 
 pytestmark = pytest.mark.django_db
 HX = {"HTTP_HX_REQUEST": "true"}
@@ -152,8 +152,8 @@ def test_character_with_reference_image(client, staff):
 def test_staff_download_carries_the_parameters_chunk_and_lists_use_thumbnails(client, staff):
     variant = make_variant("A")
     prompt = Prompt.objects.create(text="1girl, solo")
-    image = services.image_store(variant=variant, prompt=prompt, image=PILImage.new("RGB", (256, 256)), seed=9,
-                                 sampler="Euler a", steps=2, cfg_scale=5.0, width=256, height=256)
+    image = services.image_store(variant=variant, prompt=prompt, image=PILImage.new("RGB", (256, 256)),
+                                 settings=sampler_settings(seed=9, steps=2, cfg_scale=5.0, width=256, height=256))
     response = client.get(reverse("generation:image_download", args=[image.pk]))
     assert response.status_code == 200 and "attachment" in response["Content-Disposition"]
     data = b"".join(response.streaming_content)
@@ -167,7 +167,7 @@ def test_staff_download_carries_the_parameters_chunk_and_lists_use_thumbnails(cl
 def test_non_staff_cannot_download_originals(client, voter):
     variant = make_variant("A")
     image = services.image_store(variant=variant, prompt=Prompt.objects.create(text="x"), image=PILImage.new("RGB", (256, 256)),
-                                 seed=1, sampler="Euler a", steps=2, cfg_scale=5.0, width=256, height=256)
+                                 settings=sampler_settings(seed=1, steps=2, cfg_scale=5.0, width=256, height=256))
     assert client.get(reverse("generation:image_download", args=[image.pk])).status_code == 403
 
 
@@ -182,8 +182,8 @@ def test_django_admin_pages_of_every_generation_model(client, model, django_capt
     variant = make_variant("A")
     models.VariantLora.objects.create(variant=variant, path="/models/style.safetensors", weight=0.5)
     prompt = Prompt.objects.create(text="1girl")
-    image = services.image_store(variant=variant, prompt=prompt, image=PILImage.new("RGB", (256, 256)), seed=1,
-                                 sampler="Euler a", steps=2, cfg_scale=5.0, width=256, height=256)
+    image = services.image_store(variant=variant, prompt=prompt, image=PILImage.new("RGB", (256, 256)),
+                                 settings=sampler_settings(seed=1, steps=2, cfg_scale=5.0, width=256, height=256))
     with django_capture_on_commit_callbacks(execute=False):
         services.job_create(variants=[variant], prompt_set=make_prompt_set(n=1), seeds=[1])
     character = Character.objects.create(name="Miku")

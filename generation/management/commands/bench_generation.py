@@ -96,7 +96,7 @@ class Command(BaseCommand):
         """Import torch and diffusers and run one image, so neither side pays the process's first-use costs."""
         spec = pipelines.VariantSpec(key="bench-warm-up", source_type="single_file", source_path=tiny.eps_file)
         request = pipelines.GenerationRequest(prompt="1girl", seed=0, steps=1, width=options["size"], height=options["size"])
-        pipelines.bare_generate(spec, [request], device=options["device"] or services._device())
+        pipelines.bare_generate(spec, [request], device=options["device"] or services.generation_device())
 
     def _bench(self, pipelines, tiny, options) -> dict:
         size, steps = options["size"], options["steps"]
@@ -114,7 +114,7 @@ class Command(BaseCommand):
         services.prompt_set_import(name=prompt_set.name, data=text)
         seeds = list(range(1, options["seeds"] + 1))
 
-        previous_cache = pipelines.set_pipeline_cache(pipelines.PipelineCache())
+        previous_cache = pipelines.set_pipeline_cache(pipelines.PipelineCache(max_entries=settings.PIPELINE_CACHE_SIZE))
         try:
             started = time.perf_counter()
             job = services.job_create(variants=variants, prompt_set=prompt_set, seeds=seeds, name="bench")
@@ -137,7 +137,7 @@ class Command(BaseCommand):
         for variant in variants:
             spec = services.variant_spec(variant)
             requests = [services.generation_request(t) for t in tasks if t.variant_id == variant.pk]
-            pictures = pipelines.bare_generate(spec, requests, device=services._device())
+            pictures = pipelines.bare_generate(spec, requests, device=services.generation_device())
             assert len(pictures) == len(requests)
         bare_s = time.perf_counter() - started
         return {
