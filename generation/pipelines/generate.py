@@ -34,18 +34,18 @@ def generate(
 def bare_generate(spec: VariantSpec, requests: list[GenerationRequest], *, device: str | None = None) -> list:
     """The same images through plain diffusers calls: its own pipeline load, no cache, one image per call.
 
-    For the benchmark's baseline. It shares only the A1111 prompt encoding and the sampler table with
-    ``generate`` (those decide what the image is, not how fast it is made).
+    For the benchmark's baseline. It shares only what decides what the image is, not how fast it is made: the A1111
+    prompt encoding, the A1111 schedulers and the initial noise (diffusers decodes).
     """
     import torch
 
     from .loading import load_pipeline, resolve_device, to_pil
-    from .samplers import build_scheduler
+    from .runner import initial_noise, make_scheduler
 
     requests = list(requests)
     for req in requests:
         validate_request(req)
-        if req.hires_scale != 1.0:
+        if req.enable_hr:
             raise GenerationError("bare_generate makes base images only: no hires pass")
     loaded = load_pipeline(spec, resolve_device(device))
     pipe, images = loaded.pipe, []
@@ -53,21 +53,22 @@ def bare_generate(spec: VariantSpec, requests: list[GenerationRequest], *, devic
         embeds, pooled, neg, neg_pooled = loaded.encoder.encode_pair(
             req.prompt, req.negative_prompt, clip_skip=req.clip_skip
         )
-        pipe.scheduler = build_scheduler(
-            req.sampler, loaded.base_scheduler_config, prediction_type=spec.prediction_type, seeds=[req.seed]
-        )
+        pipe.scheduler = make_scheduler(loaded, req, [req.seed])
+        shape = (pipe.unet.config.in_channels, req.height // pipe.vae_scale_factor, req.width // pipe.vae_scale_factor)
+        noise, generators = initial_noise([req.seed], shape)
         with torch.inference_mode():
             out = pipe(
                 prompt_embeds=embeds.to(loaded.device, loaded.dtype),
                 pooled_prompt_embeds=pooled.to(loaded.device, loaded.dtype),
                 negative_prompt_embeds=neg.to(loaded.device, loaded.dtype),
                 negative_pooled_prompt_embeds=neg_pooled.to(loaded.device, loaded.dtype),
+                latents=(noise * pipe.scheduler.a1111_latent_scale_for(req.steps)).to(loaded.device, loaded.dtype),
                 num_inference_steps=req.steps,
                 guidance_scale=float(req.cfg_scale),
                 guidance_rescale=float(req.guidance_rescale),
                 width=req.width,
                 height=req.height,
-                generator=[torch.Generator("cpu").manual_seed(req.seed)],
+                generator=generators,
                 output_type="np",
             )
         images.append(to_pil(out.images[0]))
