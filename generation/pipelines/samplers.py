@@ -66,7 +66,7 @@ SAMPLERS: dict[str, SamplerSpec] = {
     "DPM++ 3M SDE": SamplerSpec("DPMSolverMultistepScheduler", {**_SDE, "solver_order": 3, "solver_type": "heun"},
                                 default_schedule="exponential", discard_penultimate=True, brownian=True,
                                 needs="torchsde", aliases=("k_dpmpp_3m_sde",)),
-    # A1111's DDIM (eta 0) runs steps - 1 model steps on timesteps 1, 1 + 1000 // steps, ...
+    # A1111's DDIM (eta 0): timesteps range(0, 1000, 1000 // steps) + 1, one model step fewer than timesteps
     "DDIM": SamplerSpec("DDIMScheduler", {"set_alpha_to_one": False, "steps_offset": 1, "timestep_spacing": "leading",
                                           "clip_sample": False}, default_schedule="", family="ddim",
                         aliases=("ddim",), min_steps=2),
@@ -182,7 +182,7 @@ def validate_request(req: GenerationRequest) -> None:
         raise GenerationError(f"sampler {sampler!r} needs the {spec.needs} package, which is not installed")
     if not isinstance(req.steps, int) or not max(1, spec.min_steps) <= req.steps <= MAX_STEPS:
         raise GenerationError(f"steps must be a whole number from {spec.min_steps} to {MAX_STEPS} for {sampler}, "
-                              f"got {req.steps!r}" + (" (A1111's DDIM runs steps - 1 model steps)" if spec.min_steps > 1 else ""))
+                              f"got {req.steps!r}" + (" (A1111's DDIM makes no model step at 1)" if spec.min_steps > 1 else ""))
     _check_number("CFG scale", req.cfg_scale, 0, 30)
     if not isinstance(req.seed, int) or not 0 <= req.seed < 2**63:
         raise GenerationError(f"seed must be a whole number from 0 to 2^63-1, got {req.seed!r}")

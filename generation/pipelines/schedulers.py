@@ -174,12 +174,15 @@ def dpmpp_3m_sde_update(sched, model_output_list, sample, noise):
 
 
 class A1111DDIM(A1111Schedule, diffusers.DDIMScheduler):
-    """A1111's DDIM: timesteps 1 + k * (1000 // steps); it steps from the highest down to timestep 1 (steps - 1
-    model steps) and stops there."""
+    """A1111's DDIM (sd_samplers_timesteps): timesteps ``range(0, 1000, 1000 // steps) + 1``; it steps from the
+    highest down to the lowest (timestep 1) and stops there, so it makes one model step fewer than it has
+    timesteps (19 for 20 steps, 28 for 28: 1000 // 28 = 35 gives 29 timesteps)."""
 
     def set_timesteps(self, num_inference_steps: int, device=None):
         super().set_timesteps(num_inference_steps, device=device)
-        self.timesteps = self.timesteps[:-1]
+        n = self.config.num_train_timesteps
+        a1111 = [min(n - 1, t + self.config.steps_offset) for t in range(0, n, n // num_inference_steps)]
+        self.timesteps = torch.tensor(a1111[::-1][:-1], dtype=torch.int64, device=device)
 
 
 class A1111UniPC(A1111Schedule, diffusers.UniPCMultistepScheduler):
