@@ -40,7 +40,7 @@ def bare_generate(spec: VariantSpec, requests: list[GenerationRequest], *, devic
     import torch
 
     from .loading import load_pipeline, resolve_device, to_pil
-    from .runner import initial_noise, make_scheduler
+    from .runner import cross_attention_mask, initial_noise, make_scheduler, masked_cross_attention
 
     requests = list(requests)
     for req in requests:
@@ -56,7 +56,7 @@ def bare_generate(spec: VariantSpec, requests: list[GenerationRequest], *, devic
         pipe.scheduler = make_scheduler(loaded, req, [req.seed])
         shape = (pipe.unet.config.in_channels, req.height // pipe.vae_scale_factor, req.width // pipe.vae_scale_factor)
         noise, generators = initial_noise([req.seed], shape)
-        with torch.inference_mode():
+        with torch.inference_mode(), masked_cross_attention(pipe.unet, cross_attention_mask(loaded, [req])):
             out = pipe(
                 prompt_embeds=embeds.to(loaded.device, loaded.dtype),
                 pooled_prompt_embeds=pooled.to(loaded.device, loaded.dtype),

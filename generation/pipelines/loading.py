@@ -259,9 +259,10 @@ class LoadedPipeline:
                 warnings.filterwarnings("ignore", message=r"Should have (tb<=t1|ta>=t0)")
                 # diffusers' KDPM2 schedulers hand torch tensors to numpy when setting timesteps; harmless
                 warnings.filterwarnings("ignore", message=r"__array_wrap__", category=DeprecationWarning)
-                latents = runner.first_pass(self, reqs, embeds)
-                if first.enable_hr:
-                    latents = runner.hires_pass(self, reqs, embeds, latents)
+                with runner.masked_cross_attention(self.pipe.unet, runner.cross_attention_mask(self, reqs)):
+                    latents = runner.first_pass(self, reqs, embeds)
+                    if first.enable_hr:
+                        latents = runner.hires_pass(self, reqs, embeds, latents)
                 images = runner.decode(self.pipe, latents)
         except torch.OutOfMemoryError:
             if torch.cuda.is_available():

@@ -10,7 +10,9 @@ modules/sd_hijack_clip.py ``tokenize_line`` / ``process_tokens``, "Original" emp
 * each chunk's hidden states are multiplied by the token weights and rescaled to keep their mean; chunks are
   concatenated along the sequence (77 x number of chunks), the two encoders along the features;
 * the pooled embedding is the second encoder's, from the first chunk;
-* the shorter of prompt / negative prompt is padded with empty chunks to the same number of chunks;
+* the shorter of prompt / negative prompt is padded with empty chunks to the same number of chunks, and the
+  UNet's cross-attention masks the padding out (runner.cross_attention_mask): the same as A1111's default of
+  running prompt and negative at their own lengths (``pad_cond_uncond`` off);
 * an empty negative prompt is zero embeddings and a zero pooled embedding (A1111's ``force_zero_embeddings``
   for SDXL, diffusers' ``force_zeros_for_empty_prompt``);
 * each parsed piece is normalised as CLIP's own tokenizer does (ftfy, HTML entities) before BPE.
@@ -266,5 +268,9 @@ class PromptEncoder:
         neg_embeds, neg_pooled = self.encode_chunks(neg, clip_skip=clip_skip)
         return embeds, pooled, neg_embeds, neg_pooled
 
+    def chunk_counts(self, prompt: str, negative: str = "") -> tuple[int, int]:
+        """(chunks of the prompt, chunks of the negative prompt; 0 for an empty one, which is zeros)."""
+        return len(self.chunks(prompt)), len(self.chunks(negative)) if negative != "" else 0
+
     def count_chunks(self, prompt: str, negative: str = "") -> int:
-        return max(len(self.chunks(prompt)), len(self.chunks(negative)) if negative != "" else 0)
+        return max(self.chunk_counts(prompt, negative))

@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 
@@ -21,6 +23,44 @@ from .schedulers import build_scheduler
 from .types import GenerationRequest
 
 SLICED_DECODE_PIXELS = 2_000_000
+
+
+def cross_attention_mask(loaded, reqs: list[GenerationRequest]) -> torch.Tensor | None:
+    """1 for real prompt chunks, 0 for the empty chunks that pad the shorter of prompt and negative prompt;
+    rows ``[negatives..., prompts...]`` as diffusers stacks them for CFG. None when nothing is padded."""
+    counts = [loaded.encoder.chunk_counts(r.prompt, r.negative_prompt) for r in reqs]
+    n = max(max(pair) for pair in counts)
+    if all(p == n and q in (0, n) for p, q in counts):
+        return None
+    chunk = loaded.encoder.chunker.chunk_length + 2
+
+    def row(k: int) -> torch.Tensor:
+        m = torch.zeros(chunk * n)
+        m[: chunk * k] = 1
+        return m
+
+    # an empty negative prompt is zeros, which attend the same at any length: nothing to mask
+    return torch.stack([row(q or n) for _, q in counts] + [row(p) for p, _ in counts])
+
+
+@contextmanager
+def masked_cross_attention(unet, mask: torch.Tensor | None):
+    """Hand ``mask`` to every UNet call as ``encoder_attention_mask`` (its prompt half when CFG is off)."""
+    if mask is None:
+        yield
+        return
+
+    def pre(module, args, kwargs):
+        hidden = kwargs["encoder_hidden_states"]
+        rows = mask if hidden.shape[0] == mask.shape[0] else mask[mask.shape[0] - hidden.shape[0]:]
+        kwargs["encoder_attention_mask"] = rows.to(hidden.device, hidden.dtype)
+        return args, kwargs
+
+    handle = unet.register_forward_pre_hook(pre, with_kwargs=True)
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 def initial_noise(seeds: list[int], shape: tuple[int, ...]) -> tuple[torch.Tensor, list[torch.Generator]]:
@@ -92,6 +132,7 @@ def _latent_stats(pipe, latents):
     return None, None
 
 
+@torch.inference_mode()
 def decode(pipe, latents: torch.Tensor) -> np.ndarray:
     """float32 images [B, H, W, 3] in 0..1 from model-space latents (as the SDXL pipeline decodes them)."""
     upcast = _vae_float32(pipe)
@@ -124,6 +165,7 @@ def _decode_or_tile(vae, latents: torch.Tensor) -> torch.Tensor:
             vae.disable_tiling()
 
 
+@torch.inference_mode()
 def encode(pipe, images: torch.Tensor) -> torch.Tensor:
     """Model-space latents of images [B, 3, H, W] in 0..1 (the posterior's mean: deterministic)."""
     vae = pipe.vae
