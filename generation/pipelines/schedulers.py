@@ -93,7 +93,20 @@ class A1111KDPM2Discrete(_KSchedule, diffusers.KDPM2DiscreteScheduler):
     pass
 
 
-class A1111KDPM2AncestralDiscrete(_KSchedule, diffusers.KDPM2AncestralDiscreteScheduler):
+class _Float32Noise:
+    """Ancestral samplers draw their per-step noise in float32, as A1111's CPU RNG does, whatever the model's
+    dtype (diffusers draws it in the model output's dtype, and float16 draws differ from float32 ones)."""
+
+    def step(self, model_output, timestep, sample, generator=None, return_dict=True):
+        dtype = model_output.dtype
+        out = super().step(model_output.float(), timestep, sample, generator=generator, return_dict=return_dict)
+        if return_dict:
+            out.prev_sample = out.prev_sample.to(dtype)
+            return out
+        return (out[0].to(dtype),) + tuple(out[1:])
+
+
+class A1111KDPM2AncestralDiscrete(_Float32Noise, _KSchedule, diffusers.KDPM2AncestralDiscreteScheduler):
     pass
 
 
@@ -101,7 +114,7 @@ class A1111DPMSolverSDE(_KSchedule, diffusers.DPMSolverSDEScheduler):
     pass
 
 
-class A1111EulerAncestralDiscrete(A1111Schedule, diffusers.EulerAncestralDiscreteScheduler):
+class A1111EulerAncestralDiscrete(_Float32Noise, A1111Schedule, diffusers.EulerAncestralDiscreteScheduler):
     def set_timesteps(self, num_inference_steps: int, device=None):
         self.num_inference_steps = num_inference_steps
         sigmas = self.a1111_sigmas(num_inference_steps)

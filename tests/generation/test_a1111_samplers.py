@@ -316,3 +316,22 @@ def test_diffusers_own_3m_sde_update_would_differ_from_k_diffusion():
     finally:
         schedulers.A1111DPMSolverMultistep.multistep_dpm_solver_third_order_update = stock
     assert float((drifted - expected).abs().max()) > 100 * 2e-5 * float(expected.abs().max())
+
+
+@pytest.mark.parametrize("sampler", ["Euler a", "DPM2 a"])
+def test_ancestral_noise_is_drawn_in_float32_whatever_the_model_dtype(sampler):
+    """A float16 UNet (a GPU worker) must not change the seed's noise: CPU float16 draws differ from float32 ones
+    for tensors whose size is not a multiple of 16, e.g. 4 x 5 x 5."""
+    results = []
+    for dtype in (torch.float32, torch.float16):
+        sched = build_scheduler(sampler, SCHEDULER_SDXL, seeds=[1])
+        sched.set_timesteps(4)
+        sched.set_begin_index(0)
+        out = (torch.ones(1, 4, 5, 5) * float(sched.init_noise_sigma)).to(dtype)
+        gen = torch.Generator().manual_seed(3)
+        for t in sched.timesteps[:2]:  # DPM2 a draws its noise in the second half of a step
+            sched.scale_model_input(out, t)
+            out = sched.step(torch.full((1, 4, 5, 5), 0.25).to(dtype), t, out, generator=gen, return_dict=False)[0]
+        assert out.dtype == dtype
+        results.append(out.float())
+    torch.testing.assert_close(results[1], results[0], atol=float(results[0].abs().max()) * 2e-3, rtol=0)
