@@ -13,10 +13,12 @@ def generate(
     """PIL images for ``requests`` (same order) from the variant ``spec``.
 
     Validates every request first (GenerationError, one line), takes the pipeline from the process-wide
-    cache (loading it at most once), and batches requests that share sampler, steps, CFG, size, guidance
-    rescale and number of prompt chunks. Each image has its own generator seeded with its request's seed, so
-    an image does not depend on what it was batched with. CUDA out of memory raises OutOfMemory: retry with a
-    smaller ``batch_size``.
+    cache (loading it at most once), and batches requests that share sampler and schedule type (as the
+    canonical pair of ``resolve_sampler``), steps, CFG, size, guidance rescale, hires settings and number of
+    prompt chunks. Each image is sampled as A1111 would (its schedules, its CPU noise per seed, its hires
+    arithmetic: see samplers.py, runner.py), so it does not depend on what it was batched with. CUDA out of
+    memory raises OutOfMemory: retry with a smaller ``batch_size``. LoRAs named by ``<lora:...>`` tags go in
+    ``spec`` (``with_prompt_loras``), not in the prompt.
     """
     from .loading import resolve_device, to_pil
 
