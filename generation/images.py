@@ -1,26 +1,29 @@
 """PNG handling: A1111 ``parameters`` text chunks (write and parse), ComfyUI prompt graphs (parse), voter
-copies without any metadata, WebP thumbnails. Pure Pillow; no Django, no torch."""
+copies without any metadata, WebP thumbnails. Pure Pillow; no Django, no torch. The text formats themselves
+are in generation/pipelines/infotext.py (A1111 settings line), records.py and comfyui.py (readers)."""
 
 from __future__ import annotations
 
 import io
-import json
-import re
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Mapping
 
 from PIL import Image as PILImage
 from PIL import PngImagePlugin
+
+from .pipelines import infotext
+from .pipelines.comfyui import parse_comfyui_prompt
+from .pipelines.records import GenerationRecord, MetadataError, parse_a1111_parameters
+
+__all__ = ["EncodedImage", "GenerationRecord", "MetadataError", "a1111_parameters", "a1111_parameters_for_request",
+           "encode_for_storage",
+           "parse_a1111_parameters", "parse_comfyui_prompt", "png_text_chunks", "png_with_parameters",
+           "png_without_metadata", "read_generation_record", "webp_thumbnail"]
 
 THUMB_MAX_SIDE = 320
 
 
 # --- writing ------------------------------------------------------------------------------------------------
-
-
-def _one_line(text: str) -> str:
-    # The settings line is comma/line separated: keep a model name from breaking it.
-    return " ".join(str(text).replace(",", " ").split())
 
 
 def a1111_parameters(
@@ -35,23 +38,52 @@ def a1111_parameters(
     height: int,
     model: str,
     clip_skip: int = 1,
+    schedule_type: str = "Automatic",
+    model_hash: str | None = None,
+    lora_hashes: Mapping[str, str] | None = None,
+    guidance_rescale: float = 0.0,
+    enable_hr: bool = False,
+    hr_scale: float = 2.0,
+    hr_second_pass_steps: int = 0,
+    denoising_strength: float = 0.7,
+    hr_upscaler: str = "Latent",
+    zero_terminal_snr: bool = False,
+    version: str = infotext.VERSION,
 ) -> str:
-    """The ``parameters`` text A1111 writes (and A1111, ComfyUI loaders and civitai read back)."""
+    """The ``parameters`` text A1111 1.10 writes for these settings, which A1111's ``parse_generation_parameters``,
+    Forge, ComfyUI loaders and civitai read back as what was done.
+
+    ``prompt`` is the prompt as written, ``<lora:...>`` tags included (A1111 keeps them in the record and lists
+    the LoRAs in ``Lora hashes``: name -> ``pipelines.lora_short_hash``). ``model_hash`` is
+    ``pipelines.model_short_hash`` of the checkpoint; ``width``/``height`` the first-pass size when ``enable_hr``.
+    ``RNG: CPU`` is always written: images are made from per-image CPU generators. ``zero_terminal_snr`` (v-pred
+    models) writes ``Noise Schedule: Zero Terminal SNR``; ``guidance_rescale`` writes Forge's ``Rescale CFG``.
+    """
     lines = [prompt]
     if negative_prompt:
         lines.append(f"Negative prompt: {negative_prompt}")
-    settings = [
-        f"Steps: {int(steps)}",
-        f"Sampler: {sampler}",
-        f"CFG scale: {float(cfg_scale):g}",
-        f"Seed: {int(seed)}",
-        f"Size: {int(width)}x{int(height)}",
-        f"Model: {_one_line(model)}",
-    ]
-    if clip_skip and int(clip_skip) > 1:
-        settings.append(f"Clip skip: {int(clip_skip)}")
-    lines.append(", ".join(settings))
+    lines.append(infotext.settings_line(
+        steps=steps, sampler=sampler, schedule_type=schedule_type, cfg_scale=cfg_scale, seed=seed, width=width,
+        height=height, model=str(model), model_hash=model_hash, clip_skip=clip_skip, enable_hr=enable_hr,
+        hr_scale=hr_scale, hr_second_pass_steps=hr_second_pass_steps, denoising_strength=denoising_strength,
+        hr_upscaler=hr_upscaler, guidance_rescale=guidance_rescale, zero_terminal_snr=zero_terminal_snr,
+        lora_hashes=lora_hashes, version=version))
     return "\n".join(lines)
+
+
+def a1111_parameters_for_request(request, *, model: str, model_hash: str | None = None,
+                                 lora_hashes: Mapping[str, str] | None = None, prompt: str | None = None,
+                                 zero_terminal_snr: bool = False) -> str:
+    """``a1111_parameters`` for a ``pipelines.GenerationRequest`` (every setting it ran with): ``prompt`` is the
+    prompt as written when it differs from the request's (``<lora:...>`` tags the request no longer has)."""
+    return a1111_parameters(
+        prompt=request.prompt if prompt is None else prompt, negative_prompt=request.negative_prompt,
+        steps=request.steps, sampler=request.sampler, schedule_type=request.schedule_type,
+        cfg_scale=request.cfg_scale, seed=request.seed, width=request.width, height=request.height, model=model,
+        clip_skip=request.clip_skip, model_hash=model_hash, lora_hashes=lora_hashes,
+        guidance_rescale=request.guidance_rescale, enable_hr=request.enable_hr, hr_scale=request.hr_scale,
+        hr_second_pass_steps=request.hr_second_pass_steps, denoising_strength=request.denoising_strength,
+        hr_upscaler=request.hr_upscaler, zero_terminal_snr=zero_terminal_snr)
 
 
 def _rgb(image: PILImage.Image) -> PILImage.Image:
@@ -116,238 +148,7 @@ def png_text_chunks(data: bytes | PILImage.Image) -> dict[str, str]:
     return {str(k): str(v) for k, v in dict(text).items()}
 
 
-# --- reading ------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class GenerationRecord:
-    """What a PNG made elsewhere says about its generation."""
-
-    prompt: str
-    negative_prompt: str = ""
-    seed: int = 0
-    sampler: str = "Euler a"
-    steps: int = 28
-    cfg_scale: float = 7.0
-    width: int = 0
-    height: int = 0
-    clip_skip: int = 1
-    model: str = ""
-    source: str = "a1111"
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-class MetadataError(ValueError):
-    """A PNG's metadata cannot be read as a generation record."""
-
-
-# The A1111 settings-line pattern (modules/infotext_utils.py): values may be quoted and contain commas.
-_RE_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
-_RE_SIZE = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*$")
-
-
-def _int(value: Any, name: str) -> int:
-    try:
-        return int(str(value).strip())
-    except (TypeError, ValueError):
-        raise MetadataError(f"{name} {value!r} is not a whole number") from None
-
-
-def _float(value: Any, name: str) -> float:
-    try:
-        return float(str(value).strip())
-    except (TypeError, ValueError):
-        raise MetadataError(f"{name} {value!r} is not a number") from None
-
-
-def parse_a1111_parameters(text: str) -> GenerationRecord:
-    """Parse A1111's ``parameters`` text the way A1111's own ``parse_generation_parameters`` does."""
-    if not text or not text.strip():
-        raise MetadataError("empty parameters chunk")
-    *lines, last = text.strip().split("\n")
-    if len(_RE_PARAM.findall(last)) < 3:
-        lines.append(last)
-        last = ""
-    prompt_lines: list[str] = []
-    negative_lines: list[str] = []
-    in_negative = False
-    for line in lines:
-        line = line.strip()
-        if line.startswith("Negative prompt:"):
-            in_negative = True
-            line = line[len("Negative prompt:"):].strip()
-        (negative_lines if in_negative else prompt_lines).append(line)
-    values: dict[str, str] = {}
-    for key, value in _RE_PARAM.findall(last):
-        value = value.strip()
-        if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
-            try:
-                value = json.loads(value)
-            except ValueError:
-                value = value[1:-1]
-        values[key.strip()] = value
-    if "Steps" not in values or "Seed" not in values:
-        raise MetadataError("no 'Steps: …, Seed: …' settings line in the parameters chunk")
-    record = GenerationRecord(
-        prompt="\n".join(prompt_lines).strip(),
-        negative_prompt="\n".join(negative_lines).strip(),
-        seed=_int(values["Seed"], "Seed"),
-        steps=_int(values["Steps"], "Steps"),
-        sampler=values.get("Sampler", "Euler a") or "Euler a",
-        cfg_scale=_float(values.get("CFG scale", "7"), "CFG scale"),
-        clip_skip=_int(values.get("Clip skip", "1"), "Clip skip"),
-        model=values.get("Model", ""),
-        source="a1111",
-        extra={k: v for k, v in values.items() if k not in {"Steps", "Seed", "Sampler", "CFG scale", "Size", "Clip skip", "Model"}},
-    )
-    schedule = values.get("Schedule type", "")
-    if schedule.lower() == "karras" and not record.sampler.endswith("Karras"):
-        record.sampler = f"{record.sampler} Karras"
-    if "Size" in values:
-        match = _RE_SIZE.match(values["Size"])
-        if not match:
-            raise MetadataError(f"Size {values['Size']!r} is not WxH")
-        record.width, record.height = int(match.group(1)), int(match.group(2))
-    if not record.prompt:
-        raise MetadataError("the parameters chunk has no prompt")
-    return record
-
-
-# ComfyUI sampler_name (+ scheduler) → A1111 name.
-_COMFY_SAMPLERS = {
-    "euler_ancestral": "Euler a",
-    "euler": "Euler",
-    "dpmpp_2m": "DPM++ 2M",
-    "dpmpp_sde": "DPM++ SDE",
-    "dpmpp_2m_sde": "DPM++ 2M SDE",
-    "ddim": "DDIM",
-    "uni_pc": "UniPC",
-    "uni_pc_bh2": "UniPC",
-    "heun": "Heun",
-    "lms": "LMS",
-    "dpm_2": "DPM2",
-    "dpm_2_ancestral": "DPM2 a",
-}
-_SAMPLER_CLASSES = {"KSampler", "KSamplerAdvanced", "KSampler (Efficient)", "SamplerCustom"}
-
-
-def _comfy_sampler_name(name: str, scheduler: str) -> str:
-    base = _COMFY_SAMPLERS.get(name, name)
-    if scheduler == "karras" and base in {"DPM++ 2M", "DPM++ SDE", "DPM++ 2M SDE", "DPM2", "DPM2 a", "LMS"}:
-        return f"{base} Karras"
-    return base
-
-
-def parse_comfyui_prompt(text: str) -> GenerationRecord:
-    """Parse ComfyUI's ``prompt`` chunk (the API-format graph) for prompt, seed and settings."""
-    try:
-        graph = json.loads(text)
-    except ValueError as exc:
-        raise MetadataError(f"the ComfyUI prompt chunk is not JSON: {exc}") from None
-    if not isinstance(graph, dict) or not graph:
-        raise MetadataError("the ComfyUI prompt chunk is not a node graph")
-    nodes = {str(k): v for k, v in graph.items() if isinstance(v, dict) and "class_type" in v}
-
-    def node(ref: Any) -> dict | None:
-        if isinstance(ref, list) and ref:
-            return nodes.get(str(ref[0]))
-        return None
-
-    def resolve(value: Any, depth: int = 0) -> Any:
-        """Follow links ([node_id, output]) to a literal (primitive nodes, text concat ...)."""
-        if depth > 20:
-            return None
-        target = node(value)
-        if target is None:
-            return value
-        inputs = target.get("inputs", {})
-        for key in ("text", "value", "string", "seed", "noise_seed", "int", "float", "text_g"):
-            if key in inputs:
-                return resolve(inputs[key], depth + 1)
-        return None
-
-    def text_of(ref: Any, depth: int = 0) -> str:
-        target = node(ref)
-        if target is None or depth > 20:
-            return ""
-        inputs = target.get("inputs", {})
-        for key in ("text", "text_g", "prompt"):
-            if key in inputs:
-                value = resolve(inputs[key])
-                return value if isinstance(value, str) else ""
-        for key in ("conditioning", "conditioning_1", "positive"):  # pass-through conditioning nodes
-            if key in inputs:
-                return text_of(inputs[key], depth + 1)
-        return ""
-
-    def clip_skip_of(ref: Any, depth: int = 0) -> int:
-        target = node(ref)
-        if target is None or depth > 20:
-            return 1
-        inputs = target.get("inputs", {})
-        if target.get("class_type") == "CLIPSetLastLayer":
-            try:
-                return max(1, -int(inputs.get("stop_at_clip_layer", -1)))
-            except (TypeError, ValueError):
-                return 1
-        if "clip" in inputs:
-            return clip_skip_of(inputs["clip"], depth + 1)
-        return 1
-
-    def latent_size(ref: Any, depth: int = 0) -> tuple[int, int]:
-        target = node(ref)
-        if target is None or depth > 20:
-            return 0, 0
-        inputs = target.get("inputs", {})
-        if "width" in inputs and "height" in inputs:
-            width, height = resolve(inputs["width"]), resolve(inputs["height"])
-            try:
-                return int(width), int(height)
-            except (TypeError, ValueError):
-                return 0, 0
-        for key in ("samples", "latent_image", "latent"):
-            if key in inputs:
-                return latent_size(inputs[key], depth + 1)
-        return 0, 0
-
-    def model_of(ref: Any, depth: int = 0) -> str:
-        target = node(ref)
-        if target is None or depth > 20:
-            return ""
-        inputs = target.get("inputs", {})
-        if "ckpt_name" in inputs:
-            return str(resolve(inputs["ckpt_name"]) or "")
-        if "model" in inputs:
-            return model_of(inputs["model"], depth + 1)
-        return ""
-
-    samplers = [n for _, n in sorted(nodes.items()) if n.get("class_type") in _SAMPLER_CLASSES]
-    if not samplers:
-        raise MetadataError("the ComfyUI graph has no KSampler node")
-    sampler = samplers[0]
-    inputs = sampler.get("inputs", {})
-    seed = resolve(inputs.get("seed", inputs.get("noise_seed")))
-    if seed is None:
-        raise MetadataError("the ComfyUI KSampler has no seed")
-    prompt = text_of(inputs.get("positive"))
-    if not prompt.strip():
-        raise MetadataError("the ComfyUI graph has no positive prompt text")
-    negative = text_of(inputs.get("negative"))
-    positive_node = node(inputs.get("positive")) or {}
-    width, height = latent_size(inputs.get("latent_image"))
-    return GenerationRecord(
-        prompt=prompt.strip(),
-        negative_prompt=negative.strip(),
-        seed=_int(seed, "seed"),
-        steps=_int(resolve(inputs.get("steps", 20)), "steps"),
-        cfg_scale=_float(resolve(inputs.get("cfg", 7.0)), "cfg"),
-        sampler=_comfy_sampler_name(str(resolve(inputs.get("sampler_name", "euler"))), str(resolve(inputs.get("scheduler", "normal")))),
-        clip_skip=clip_skip_of(positive_node.get("inputs", {}).get("clip")),
-        width=width,
-        height=height,
-        model=model_of(inputs.get("model")),
-        source="comfyui",
-    )
+# --- reading (the record parsers live in generation/pipelines/records.py and comfyui.py) -----------------------
 
 
 def read_generation_record(data: bytes) -> tuple[PILImage.Image, GenerationRecord]:

@@ -8,14 +8,13 @@ import warnings
 from pathlib import Path
 
 from .checkpoints import inspect_checkpoint
-from .samplers import build_scheduler
+from .offline import force_offline
+from .samplers import resolve_sampler
 from .types import GenerationError, GenerationRequest, OutOfMemory, VariantSpec
 
 log = logging.getLogger(__name__)
 
-# Workers never talk to a model hub. These must be set before huggingface_hub is first imported.
-for _var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY", "DISABLE_TELEMETRY"):
-    os.environ.setdefault(_var, "1")
+force_offline()  # workers never talk to a model hub (see offline.py: setting the environment alone is not enough)
 
 
 def resolve_device(device: str | None = None) -> str:
@@ -87,9 +86,11 @@ def _diffusers_variant(path: Path) -> str | None:
 
 def load_pipeline(spec: VariantSpec, device: str):
     """A LoadedPipeline for ``spec`` on ``device`` (float16 on CUDA, float32 on CPU). GenerationError if it cannot."""
+    force_offline()
     import torch
     from diffusers import StableDiffusionXLPipeline
 
+    force_offline()  # again, now that diffusers has copied the hub's switches
     if spec.source_type not in ("single_file", "diffusers"):
         raise GenerationError(f"unknown source type {spec.source_type!r}: use single_file or diffusers")
     if spec.prediction_type not in ("eps", "v"):
@@ -141,10 +142,18 @@ def _apply_loras(pipe, spec: VariantSpec) -> None:
         except Exception as exc:
             raise GenerationError(f"cannot apply LoRA {Path(lora.path).name}: {_one_line(exc)}") from None
         names.append(name)
-        weights.append(float(lora.weight))
+        weights.append(_adapter_weight(lora))
     pipe.set_adapters(names, adapter_weights=weights)
     pipe.fuse_lora(adapter_names=names, lora_scale=1.0)
     pipe.unload_lora_weights()
+
+
+def _adapter_weight(lora):
+    """A float, or per-component weights for A1111's ``<lora:name:te:unet>`` (text encoders vs UNet)."""
+    if lora.unet_weight is None or float(lora.unet_weight) == float(lora.weight):
+        return float(lora.weight)
+    te = float(lora.weight)
+    return {"unet": float(lora.unet_weight), "text_encoder": te, "text_encoder_2": te}
 
 
 def _param_bytes(pipe) -> int:
@@ -195,9 +204,11 @@ class LoadedPipeline:
     def batch_key(self, req: GenerationRequest) -> tuple:
         """Requests with equal keys can share a batch without changing any image."""
         chunks = self.encoder.count_chunks(req.prompt, req.negative_prompt)
-        hires = (float(req.hires_scale), req.hires_steps, float(req.hires_denoise)) if req.hires_scale != 1.0 else None
-        return (req.sampler, req.steps, float(req.cfg_scale), req.width, req.height, float(req.guidance_rescale), chunks,
-                hires)
+        hires = None
+        if req.enable_hr:
+            hires = (float(req.hr_scale), req.hr_second_pass_steps, float(req.denoising_strength), req.hr_upscaler)
+        return (resolve_sampler(req.sampler, req.schedule_type), req.steps, float(req.cfg_scale), req.width, req.height,
+                float(req.guidance_rescale), chunks, hires)
 
     def generate_arrays(self, requests: list[GenerationRequest], *, batch_size: int = 4):
         """float images [H, W, 3] in 0..1, in request order; batches requests that share settings.
@@ -222,9 +233,11 @@ class LoadedPipeline:
         return results
 
     def run_batch(self, reqs: list[GenerationRequest]):
-        """One diffusers call for requests that share a batch key; a list of float arrays [H, W, 3]."""
+        """One diffusers call (two with the hires fix) for requests that share a batch key; float arrays [H, W, 3]."""
         import numpy as np
         import torch
+
+        from . import runner
 
         first = reqs[0]
         encoded = [self.encode(r.prompt, r.negative_prompt, r.clip_skip) for r in reqs]
@@ -232,7 +245,6 @@ class LoadedPipeline:
         def stack(i):
             return torch.cat([e[i] for e in encoded]).to(self.device, self.dtype)
 
-        seeds = [int(r.seed) for r in reqs]
         embeds = dict(
             prompt_embeds=stack(0),
             pooled_prompt_embeds=stack(1),
@@ -241,44 +253,31 @@ class LoadedPipeline:
             guidance_scale=float(first.cfg_scale),
             guidance_rescale=float(first.guidance_rescale),
         )
-        hires = first.hires_scale != 1.0
         try:
             with torch.inference_mode(), warnings.catch_warnings():
                 # torchsde's Brownian tree complains about float rounding at the interval ends; harmless
-                warnings.filterwarnings("ignore", message=r"Should have tb<=t1")
-                out = self._call(self.pipe, seeds, first, embeds, width=first.width, height=first.height,
-                                 num_inference_steps=first.steps, output_type="pt" if hires else "np")
-                if hires:
-                    width, height = first.output_size()
-                    upscaled = torch.nn.functional.interpolate(
-                        out.images.float(), size=(height, width), mode="bicubic", antialias=True, align_corners=False
-                    ).clamp(0, 1)
-                    out = self._call(self.img2img, seeds, first, embeds, image=upscaled.to(self.dtype),
-                                     strength=float(first.hires_denoise),
-                                     num_inference_steps=first.hires_steps or first.steps, output_type="np")
+                warnings.filterwarnings("ignore", message=r"Should have (tb<=t1|ta>=t0)")
+                # diffusers' KDPM2 schedulers hand torch tensors to numpy when setting timesteps; harmless
+                warnings.filterwarnings("ignore", message=r"__array_wrap__", category=DeprecationWarning)
+                with runner.masked_cross_attention(self.pipe.unet, runner.cross_attention_mask(self, reqs)):
+                    latents = runner.first_pass(self, reqs, embeds)
+                    if first.enable_hr:
+                        latents = runner.hires_pass(self, reqs, embeds, latents)
+                images = runner.decode(self.pipe, latents)
         except torch.OutOfMemoryError:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             width, height = first.output_size()
             raise OutOfMemory(f"out of GPU memory generating {len(reqs)} image(s) at {width}x{height}") from None
-        images = out.images
         if not np.isfinite(images).all():
             raise GenerationError("the model produced NaN/inf values (try another sampler or fewer steps)")
         return [np.asarray(img, dtype=np.float32) for img in images]
 
-    def _call(self, pipe, seeds: list[int], first: GenerationRequest, embeds: dict, **kwargs):
-        import torch
-
-        pipe.scheduler = build_scheduler(
-            first.sampler, self.base_scheduler_config, prediction_type=self.spec.prediction_type, seeds=seeds
-        )
-        # one CPU generator per image: the same seed gives the same noise alone, in a batch and on any device
-        generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
-        return pipe(**embeds, generator=generators, **kwargs)
-
 
 def to_pil(array):
-    import numpy as np
+    """An 8-bit RGB image, converted as A1111 does (``(255 * x).astype(uint8)``, truncating)."""
     from PIL import Image
 
-    return Image.fromarray((np.clip(array, 0.0, 1.0) * 255).round().astype("uint8"))
+    from .runner import to_uint8
+
+    return Image.fromarray(to_uint8(array))

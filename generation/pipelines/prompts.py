@@ -10,19 +10,29 @@ modules/sd_hijack_clip.py ``tokenize_line`` / ``process_tokens``, "Original" emp
 * each chunk's hidden states are multiplied by the token weights and rescaled to keep their mean; chunks are
   concatenated along the sequence (77 x number of chunks), the two encoders along the features;
 * the pooled embedding is the second encoder's, from the first chunk;
-* the shorter of prompt / negative prompt is padded with empty chunks to the same number of chunks.
+* the shorter of prompt / negative prompt is padded with empty chunks to the same number of chunks, and the
+  UNet's cross-attention masks the padding out (runner.cross_attention_mask): the same as A1111's default of
+  running prompt and negative at their own lengths (``pad_cond_uncond`` off);
+* an empty negative prompt is zero embeddings and a zero pooled embedding (A1111's ``force_zero_embeddings``
+  for SDXL, diffusers' ``force_zeros_for_empty_prompt``);
+* each parsed piece is normalised as CLIP's own tokenizer does (ftfy, HTML entities) before BPE.
 
 No maintained library implements these semantics (compel uses its own ``word++`` / ``(word)1.2`` syntax and
 neither BREAK nor A1111's chunking), hence this small module.
 
-Clip skip uses A1111's numbers: 1 = SDXL's usual penultimate hidden layer (what diffusers does by default),
-2 = one layer earlier, and so on; it applies to both encoders (as ComfyUI's CLIPSetLastLayer does).
+Clip skip on SDXL as A1111, Forge and ComfyUI read it: both encoders always use the penultimate layer for 1 and
+2 (A1111 ignores the setting on SDXL; Forge and ComfyUI's CLIPSetLastLayer(-2) mean the penultimate layer), and
+n >= 3 takes ``hidden_states[-n]``, one layer further back per step. The pooled embedding is always the last
+layer's.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from .prompt_syntax import normalize_text
+from .types import GenerationError
 
 CHUNK_LENGTH = 75
 COMMA_PADDING_BACKTRACK = 20
@@ -131,8 +141,8 @@ class ChunkTokenizer:
 
     def __call__(self, text: str) -> list[PromptChunk]:
         parsed = parse_prompt_attention(text)
-        pieces = [piece for piece, _ in parsed]
-        tokenized = self.tokenizer(pieces, truncation=False, add_special_tokens=False)["input_ids"]
+        texts = [piece if weight == -1 else normalize_text(piece) for piece, weight in parsed]
+        tokenized = self.tokenizer(texts, truncation=False, add_special_tokens=False)["input_ids"]
 
         chunks: list[PromptChunk] = []
         tokens: list[int] = []
@@ -177,10 +187,21 @@ class ChunkTokenizer:
         return chunks
 
 
+def hidden_layer_index(clip_skip: int, num_layers: int) -> int:
+    """The index into ``output_hidden_states`` for A1111's clip skip on SDXL: -2 (penultimate) for 1 and 2, -n for
+    n >= 3. GenerationError when that is before the encoder's first layer."""
+    if not isinstance(clip_skip, int) or clip_skip < 1:
+        raise GenerationError(f"clip skip must be a whole number of at least 1, got {clip_skip!r}")
+    if clip_skip > num_layers:
+        raise GenerationError(f"clip skip {clip_skip} goes past the first layer of a {num_layers}-layer text encoder")
+    return -max(2, clip_skip)
+
+
 def _encode_chunks(text_encoder, chunks: list[PromptChunk], *, pad_id: int | None, eos_id: int, clip_skip: int):
     """(hidden states [1, 77*n, D] with emphasis applied, pooled text_embeds of chunk 0 or None)."""
     import torch
 
+    layer = hidden_layer_index(clip_skip, int(text_encoder.config.num_hidden_layers))
     ids = torch.tensor([c.tokens for c in chunks], dtype=torch.long)
     if pad_id is not None and pad_id != eos_id:
         # SD2/SDXL-G style padding: everything after the first EOS is the pad token ("!", id 0)
@@ -189,7 +210,7 @@ def _encode_chunks(text_encoder, chunks: list[PromptChunk], *, pad_id: int | Non
             row[first_eos + 1 :] = pad_id
     device = text_encoder.device
     out = text_encoder(ids.to(device), output_hidden_states=True)
-    z = out.hidden_states[-(clip_skip + 1)]
+    z = out.hidden_states[layer]
     mult = torch.tensor([c.multipliers for c in chunks], dtype=z.dtype, device=z.device)
     original_mean = z.mean(dim=(1, 2), keepdim=True)
     z = z * mult.unsqueeze(-1)
@@ -231,14 +252,25 @@ class PromptEncoder:
         return self.encode_chunks(chunks, clip_skip=clip_skip)
 
     def encode_pair(self, prompt: str, negative: str, *, clip_skip: int = 1):
-        """(embeds, pooled, negative embeds, negative pooled), both padded to the same number of chunks."""
-        pos, neg = self.chunks(prompt), self.chunks(negative)
+        """(embeds, pooled, negative embeds, negative pooled), both padded to the same number of chunks.
+
+        An empty negative prompt is all zeros, embeddings and pooled embedding (A1111 / diffusers on SDXL)."""
+        import torch
+
+        pos = self.chunks(prompt)
+        neg = self.chunks(negative) if negative != "" else []
         n = max(len(pos), len(neg))
         pos += [self.chunker.empty_chunk() for _ in range(n - len(pos))]
-        neg += [self.chunker.empty_chunk() for _ in range(n - len(neg))]
         embeds, pooled = self.encode_chunks(pos, clip_skip=clip_skip)
+        if negative == "":
+            return embeds, pooled, torch.zeros_like(embeds), torch.zeros_like(pooled)
+        neg += [self.chunker.empty_chunk() for _ in range(n - len(neg))]
         neg_embeds, neg_pooled = self.encode_chunks(neg, clip_skip=clip_skip)
         return embeds, pooled, neg_embeds, neg_pooled
 
+    def chunk_counts(self, prompt: str, negative: str = "") -> tuple[int, int]:
+        """(chunks of the prompt, chunks of the negative prompt; 0 for an empty one, which is zeros)."""
+        return len(self.chunks(prompt)), len(self.chunks(negative)) if negative != "" else 0
+
     def count_chunks(self, prompt: str, negative: str = "") -> int:
-        return max(len(self.chunks(prompt)), len(self.chunks(negative)))
+        return max(self.chunk_counts(prompt, negative))

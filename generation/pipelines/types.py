@@ -26,8 +26,12 @@ class CheckpointError(GenerationError):
 
 @dataclass(frozen=True)
 class LoraSpec:
+    """A LoRA fused into a variant: ``weight`` for the text encoders and the UNet (A1111's ``<lora:name:weight>``),
+    or ``weight`` for the text encoders and ``unet_weight`` for the UNet (``<lora:name:te:unet>``)."""
+
     path: str
     weight: float = 1.0
+    unet_weight: float | None = None
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,17 @@ class VariantSpec:
 
 @dataclass(frozen=True)
 class GenerationRequest:
+    """One image to generate, in A1111's terms (names as in A1111's txt2img API where they exist).
+
+    ``sampler`` and ``schedule_type`` are A1111 >= 1.6's separate choices ("Automatic" = the sampler's default);
+    old combined names ("DPM++ 2M Karras") work too. ``clip_skip`` follows A1111/Forge on SDXL: 1 and 2 both mean
+    the penultimate layer of both text encoders, 3 one layer further back. The prompt must not contain
+    ``<lora:...>`` tags: resolve them with ``prompt_syntax.parse_lora_tags`` and put the LoRAs in the VariantSpec.
+
+    Hires fix (``enable_hr``): upscale by ``hr_scale`` with ``hr_upscaler`` and run image-to-image for
+    ``hr_second_pass_steps`` (0 = ``steps``) at ``denoising_strength``, with A1111's step arithmetic (hires.py).
+    """
+
     prompt: str
     negative_prompt: str = ""
     seed: int = 0
@@ -50,23 +65,22 @@ class GenerationRequest:
     cfg_scale: float = 6.0
     width: int = 1024
     height: int = 1024
-    clip_skip: int = 1  # A1111 convention: 1 = no skip (SDXL's usual penultimate layer), 2 = one layer earlier
+    clip_skip: int = 1
     guidance_rescale: float = 0.0
-    # optional hires pass (A1111 "Hires. fix"): upscale the image by hires_scale and run image-to-image with
-    # strength hires_denoise for hires_steps (0 = the same steps); hires_scale 1.0 = off
-    hires_scale: float = 1.0
-    hires_steps: int = 0
-    hires_denoise: float = 0.5
+    schedule_type: str = "Automatic"
+    enable_hr: bool = False
+    hr_scale: float = 2.0
+    hr_second_pass_steps: int = 0
+    denoising_strength: float = 0.7
+    hr_upscaler: str = "Latent"
 
     def output_size(self) -> tuple[int, int]:
         """(width, height) of the final image: the hires size when the hires pass is on."""
-        if self.hires_scale == 1.0:
+        if not self.enable_hr:
             return self.width, self.height
-        return hires_size(self.width, self.hires_scale), hires_size(self.height, self.hires_scale)
+        from .hires import hires_size
 
-
-def hires_size(side: int, scale: float) -> int:
-    return int(round(side * scale / 8)) * 8
+        return hires_size(self.width, self.hr_scale), hires_size(self.height, self.hr_scale)
 
 
 @dataclass(frozen=True)

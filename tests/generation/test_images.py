@@ -18,8 +18,8 @@ def test_a1111_parameters_round_trip():
     text = png.a1111_parameters(prompt="1girl, (smile:1.2)\nBREAK\nartist tag", negative_prompt="worst quality, low quality",
                                 steps=28, sampler="Euler a", cfg_scale=7.5, seed=1234, width=832, height=1216,
                                 model="Illustrious XL v1.0", clip_skip=2)
-    assert text.splitlines()[-1] == ("Steps: 28, Sampler: Euler a, CFG scale: 7.5, Seed: 1234, Size: 832x1216, "
-                                     "Model: Illustrious XL v1.0, Clip skip: 2")
+    assert text.splitlines()[-1] == ("Steps: 28, Sampler: Euler a, Schedule type: Automatic, CFG scale: 7.5, Seed: 1234, "
+                                     "Size: 832x1216, Model: Illustrious XL v1.0, Clip skip: 2, RNG: CPU, Version: arena")
     record = png.parse_a1111_parameters(text)
     assert record.prompt == "1girl, (smile:1.2)\nBREAK\nartist tag"
     assert record.negative_prompt == "worst quality, low quality"

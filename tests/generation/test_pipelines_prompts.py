@@ -138,12 +138,16 @@ def test_break_chunk_is_encoded_like_a_prompt_of_its_own(encoder):
 def test_negative_prompt_is_padded_to_the_prompts_chunks(encoder):
     import torch
 
-    embeds, pooled, neg, neg_pooled = encoder.encode_pair("a BREAK b BREAK c", "")
+    embeds, pooled, neg, neg_pooled = encoder.encode_pair("a BREAK b BREAK c", "worst quality")
     assert embeds.shape == neg.shape and embeds.shape[1] == 3 * 77
-    empty, empty_pooled = encoder.encode("")
-    for i in range(3):
+    empty, _ = encoder.encode("")
+    torch.testing.assert_close(neg[:, :77], encoder.encode("worst quality")[0])
+    for i in (1, 2):
         torch.testing.assert_close(neg[:, 77 * i : 77 * (i + 1)], empty)
-    torch.testing.assert_close(neg_pooled, empty_pooled)
+    torch.testing.assert_close(neg_pooled, encoder.encode("worst quality")[1])
+    # an empty negative prompt is zeros of the prompt's length (A1111 / diffusers on SDXL), not the encoding of ""
+    _, _, zeros, zero_pooled = encoder.encode_pair("a BREAK b BREAK c", "")
+    assert zeros.shape == embeds.shape and not zeros.any() and zero_pooled.shape == pooled.shape and not zero_pooled.any()
     # and the other way round: a long negative pads the prompt
     embeds, _, neg, _ = encoder.encode_pair("1girl", "worst quality BREAK low quality")
     assert embeds.shape[1] == neg.shape[1] == 2 * 77
@@ -161,7 +165,9 @@ def test_attention_weights_change_the_embedding_and_weight_one_does_not(encoder)
     assert heavy.mean().item() == pytest.approx(plain.mean().item(), rel=1e-3, abs=1e-5)
 
 
-def test_clip_skip_uses_an_earlier_layer(encoder):
-    one, _ = encoder.encode("1girl", clip_skip=1)
-    two, _ = encoder.encode("1girl", clip_skip=2)
-    assert (one - two).abs().max() > 1e-3
+def test_clip_skip_3_uses_an_earlier_layer_than_1_and_2(encoder):
+    one, pooled_one = encoder.encode("1girl", clip_skip=1)
+    two, pooled_two = encoder.encode("1girl", clip_skip=2)
+    three, pooled_three = encoder.encode("1girl", clip_skip=3)
+    assert (one == two).all() and (pooled_one == pooled_two).all() and (pooled_one == pooled_three).all()
+    assert (one - three).abs().max() > 1e-3

@@ -48,7 +48,8 @@ def test_image_store_writes_parameters_on_the_original_and_nothing_on_the_voter_
     original = image.file.read()
     assert png.png_text_chunks(original) == {"parameters": (
         "1girl, solo, smile\nNegative prompt: lowres\n"
-        "Steps: 20, Sampler: Euler a, CFG scale: 6, Seed: 3, Size: 256x256, Model: Illustrious v1")}
+        "Steps: 20, Sampler: Euler a, Schedule type: Automatic, CFG scale: 6, Seed: 3, Size: 256x256, "
+        "Model: Illustrious v1, RNG: CPU, Version: arena")}
     voter = image.voter_file.read()
     assert png.png_text_chunks(voter) == {} and b"tEXt" not in voter and b"iTXt" not in voter
     assert PILImage.open(io.BytesIO(voter)).size == (256, 256)
