@@ -110,6 +110,7 @@ class ExampleStore:
         self.dataset, self.parent, self.encoder = dataset, parent, encoder
         self.resolution, self.seed = resolution, seed
         self.cache_latents, self.cache_text = cache_latents, cache_text
+        self.chunks = encoder.chunk_count(dataset.columns["caption"])  # every caption is padded to this
         self._latents: dict[tuple[int, int], torch.Tensor] = {}
         self._time_ids: dict[tuple[int, int], tuple] = {}
         self._embeds: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] = {}
@@ -168,7 +169,7 @@ class ExampleStore:
         else:
             encoded = [self.encoder.encode_one(self.dataset.value("caption", r), s, encoders)
                        for r, s in zip(rows, skips)]
-        return self.encoder.stack(encoded, skips)
+        return self.encoder.stack(encoded, skips, self.chunks)
 
 
 def draw_timesteps_and_noise(gens, shape, num_train_timesteps: int):

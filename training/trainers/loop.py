@@ -64,8 +64,11 @@ def make_accelerator(config):
     if int(os.environ.get("WORLD_SIZE", "1")) == 1:
         AcceleratorState._reset_state()
         GradientState._reset_state()
+    # cpu=True on a host without CUDA: under torchrun (accelerate launch --multi_gpu) accelerate then runs
+    # MULTI_CPU on gloo; without it, it would silently run N independent single-process trainings
+    cpu = not torch.cuda.is_available() or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true")
     try:
-        return Accelerator(mixed_precision=config.mixed_precision,
+        return Accelerator(mixed_precision=config.mixed_precision, cpu=cpu,
                            gradient_accumulation_steps=config.gradient_accumulation_steps,
                            step_scheduler_with_optimizer=False)
     except (ValueError, RuntimeError) as exc:
@@ -228,7 +231,7 @@ class Loop:
             step_s = (time.time() - start) / done_now
             if self.state.step % cfg.log_every == 0 or self.state.step == cfg.max_train_steps:
                 self.report({"event": "step", "step": self.state.step, "max_steps": cfg.max_train_steps,
-                             **{k: round(v, 6) for k, v in metrics.items()}, "elapsed_s": round(time.time() - start, 3),
+                             **{k: float(f"{v:.7g}") for k, v in metrics.items()}, "elapsed_s": round(time.time() - start, 3),
                              "eta_s": round(step_s * (cfg.max_train_steps - self.state.step), 1)})
             if self.state.step == cfg.max_train_steps:
                 break

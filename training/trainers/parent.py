@@ -6,6 +6,7 @@ Worker-only module: imports torch, diffusers and peft at the top.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -65,8 +66,34 @@ def training_noise_scheduler(scheduler_config: dict, prediction_type: str):
     return DDPMScheduler.from_config(config)
 
 
+_KEPT: dict = {}  # (spec, mtime) -> a pristine LoadedParent, when keep_loaded_parents(True)
+
+
+def keep_loaded_parents(enabled: bool) -> None:
+    """Keep a pristine copy of each loaded parent in this process and hand out deep copies (off by default: an
+    SDXL parent is ~7 GB; the tests, which load the same tiny parents many times, turn it on)."""
+    _KEPT.clear()
+    _KEPT[None] = enabled
+
+
 def load_parent(spec: ParentModel) -> LoadedParent:
     """Load the parent's modules (float32, CPU, frozen); TrainingError (one line) if it cannot be loaded."""
+    import copy
+
+    def fresh(kept: LoadedParent) -> LoadedParent:  # the modules copied, the (read-only) tokenizers shared
+        modules = {n: copy.deepcopy(getattr(kept, n)) for n in ("unet", "vae", "text_encoder", "text_encoder_2")}
+        return dataclasses.replace(kept, **modules, noise_scheduler=copy.deepcopy(kept.noise_scheduler))
+
+    key = (spec, Path(spec.path).stat().st_mtime_ns if Path(spec.path).exists() else None)
+    if _KEPT.get(None) and key in _KEPT:
+        return fresh(_KEPT[key])
+    loaded = _load_parent(spec)
+    if _KEPT.get(None):
+        _KEPT[key] = fresh(loaded)
+    return loaded
+
+
+def _load_parent(spec: ParentModel) -> LoadedParent:
     from generation.pipelines.loading import load_pipeline
     from generation.pipelines.types import GenerationError, VariantSpec
 
@@ -79,7 +106,7 @@ def load_parent(spec: ParentModel) -> LoadedParent:
                           config_path=spec.config_path, prediction_type=spec.prediction_type)
     from diffusers.utils import logging as diffusers_logging
 
-    bars_were_on = not diffusers_logging.are_progress_bars_disabled()
+    bars_were_on = diffusers_logging.is_progress_bar_enabled()
     diffusers_logging.disable_progress_bar()  # progress goes out as events, not as tqdm bars on stderr
     try:
         pipe = load_pipeline(variant, "cpu").pipe
@@ -162,8 +189,9 @@ class Wrapped:
 class CaptionEncoder:
     """Captions -> (prompt_embeds [B, 77n, D1+D2], pooled [B, P]) the way generation encodes prompts (A1111 chunks,
     weights and BREAK, clip skip, second encoder's pooled output of the first chunk), so a LoRA is trained on the
-    conditioning it will be used with. Captions of a batch with fewer chunks are padded with the empty chunk's
-    embedding, as generation pads a shorter negative prompt. Gradients flow when the encoders are trained."""
+    conditioning it will be used with. Every caption is padded with the empty chunk's embedding to the dataset's
+    longest caption (kohya pads every caption to max_token_length the same way), so a caption's conditioning
+    never depends on its batch-mates. Gradients flow when the encoders are trained."""
 
     def __init__(self, parent: LoadedParent):
         self.parent = parent
@@ -191,9 +219,13 @@ class CaptionEncoder:
                 self._empty[clip_skip] = torch.cat([z1, z2.to(z1.dtype)], dim=-1)[0].detach()
         return self._empty[clip_skip]
 
-    def stack(self, encoded: list[tuple[torch.Tensor, torch.Tensor]], clip_skips: list[int]):
-        """Pad each caption's embeds to the batch's chunk count and stack: ([B, 77n, D], [B, P])."""
-        longest = max(e.shape[0] for e, _ in encoded)
+    def chunk_count(self, captions) -> int:
+        """The most chunks any of ``captions`` needs."""
+        return max((len(self.chunker(c)) for c in set(captions)), default=1)
+
+    def stack(self, encoded: list[tuple[torch.Tensor, torch.Tensor]], clip_skips: list[int], chunks: int = 1):
+        """Pad each caption's embeds to ``chunks`` chunks (at least) and stack: ([B, 77n, D], [B, P])."""
+        longest = max([e.shape[0] for e, _ in encoded] + [77 * chunks])
         rows = []
         for (embeds, _), skip in zip(encoded, clip_skips):
             missing = (longest - embeds.shape[0]) // 77

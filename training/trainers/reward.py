@@ -122,7 +122,7 @@ def train_reward(config, paths, *, on_progress=None, embedder=None, deadline=Non
     from .embeddings import OpenClipEmbedder, weights_file
     from .run import RESULT_FILE, print_progress
 
-    report = on_progress or print_progress
+    report = on_progress if on_progress is not None else print_progress
     if not 0 <= config.heldout_fraction < 1:
         raise TrainingError(f"heldout_fraction must be from 0 to below 1, got {config.heldout_fraction}")
     clip_sha = _sha256_file(weights_file(config.open_clip_dir))

@@ -68,7 +68,7 @@ def train_lora(config: TrainConfig, parent: ParentModel, paths: RunPaths, *, on_
     status "paused" (call again to continue); ``stop_after``: pause after that many steps in this call.
     Raises TrainingError (one line) for bad settings, files or a refused resume.
     """
-    report = on_progress or print_progress
+    report = on_progress if on_progress is not None else print_progress
     validate(config, parent)
     if time_slice_s is not None:
         deadline = min(deadline or float("inf"), time.time() + float(time_slice_s))
