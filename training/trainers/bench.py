@@ -1,0 +1,179 @@
+"""Benchmarks of the LoRA trainers' step (``manage.py bench_training --method dpo|sft``), one JSON line each.
+
+Each compares our step -- the real one, ``Loop``'s optimizer step through the method's data, caches and random
+streams -- with a straight re-implementation, written here from the reference, of the same step on the same
+UNet, LoRA, optimizer and batch:
+
+* dpo: the diffusers research example's training step (examples/research_projects/diffusion_dpo/
+  train_diffusion_dpo_sdxl.py): one noise tensor and one timestep per pair repeated for both halves, the UNet
+  with adapters and with adapters disabled, F.mse_loss per image, -logsigmoid(-beta/2 (model_diff - ref_diff));
+  for v-prediction the v target, and its per-image MSE times SNR/(SNR+1) (our documented deviation);
+* sft: the plain supervised LoRA step (diffusers' train_text_to_image_lora_sdxl.py): MSE to the noise.
+
+Both start from the same LoRA weights, set to random values so the LoRA model is not the reference (with the
+zero-initialised up weights both DPO losses would be log 2 trivially). Loss equality is checked on the same batch
+(our draws handed to the reference); timing alternates our step and the reference's, one each, after warm-up,
+and reports the median over ``repeats`` rounds of each one's mean seconds per step. The reference steps read pre-stacked tensors, so the ratio includes
+everything our step adds (cache lookups, per-example generators, stacking).
+"""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .config import ParentModel, TrainConfig
+from .errors import TrainingError
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def reference_dpo_loss(unet, latents, noise, timesteps, prompt_embeds, pooled, time_ids, scheduler, beta):
+    """The example's loss from VAE latents on; latents = [winners; losers], noise and timesteps per pair."""
+    noise = noise.repeat(2, 1, 1, 1)
+    timesteps = timesteps.repeat(2)
+    noisy_model_input = scheduler.add_noise(latents, noise, timesteps)
+    kwargs = {"time_ids": time_ids.repeat(2, 1), "text_embeds": pooled.repeat(2, 1)}
+    prompt_embeds = prompt_embeds.repeat(2, 1, 1)
+    model_pred = unet(noisy_model_input, timesteps, prompt_embeds, added_cond_kwargs=kwargs).sample
+    v = scheduler.config.prediction_type == "v_prediction"
+    target = scheduler.get_velocity(latents, noise, timesteps) if v else noise
+    model_losses = F.mse_loss(model_pred.float(), target.float(), reduction="none")
+    model_losses = model_losses.mean(dim=list(range(1, len(model_losses.shape))))
+    unet.disable_adapters()
+    with torch.no_grad():
+        ref_preds = unet(noisy_model_input, timesteps, prompt_embeds, added_cond_kwargs=kwargs).sample
+        ref_loss = F.mse_loss(ref_preds.float(), target.float(), reduction="none")
+        ref_loss = ref_loss.mean(dim=list(range(1, len(ref_loss.shape))))
+    unet.enable_adapters()
+    if v:
+        ac = scheduler.alphas_cumprod.to(timesteps.device)[timesteps].double()
+        snr = ac / (1.0 - ac)
+        scale = (snr / (snr + 1.0)).float()
+        model_losses, ref_loss = model_losses * scale, ref_loss * scale
+    model_losses_w, model_losses_l = model_losses.chunk(2)
+    ref_losses_w, ref_losses_l = ref_loss.chunk(2)
+    inside_term = -0.5 * beta * ((model_losses_w - model_losses_l) - (ref_losses_w - ref_losses_l))
+    return -1 * F.logsigmoid(inside_term).mean()
+
+
+def reference_sft_loss(unet, latents, noise, timesteps, prompt_embeds, pooled, time_ids, scheduler):
+    noisy = scheduler.add_noise(latents, noise, timesteps)
+    kwargs = {"time_ids": time_ids, "text_embeds": pooled}
+    pred = unet(noisy, timesteps, prompt_embeds, added_cond_kwargs=kwargs).sample
+    v = scheduler.config.prediction_type == "v_prediction"
+    target = scheduler.get_velocity(latents, noise, timesteps) if v else noise
+    return F.mse_loss(pred.float(), target.float(), reduction="mean")
+
+
+def _batch(method, step: int):
+    """The inputs our step draws at ``step``, for the reference: (latents, noise, t, embeds, pooled, time_ids)."""
+    pos = method.positions(step, 0)
+    gens, t, noise = method.draws(method.name, pos)
+    if method.name == "dpo":
+        pairs = [method.pairs[method.order[k]] for k in pos]
+        win, lose = [(p.row, p.first) for p in pairs], [(p.row, 1 - p.first) for p in pairs]
+        latents, rows, keys = method.store.latents(win + lose, gens + gens), [p.row for p in pairs], win
+    else:
+        items = [method.examples[method.order[k]] for k in pos]
+        keys = [(r, j) for r, j, _ in items]
+        latents, rows = method.store.latents(keys, gens), [r for r, _, _ in items]
+    embeds, pooled = method.store.embeds(rows)
+    dev = method.device
+    return (latents.to(dev), noise, t, embeds.to(dev), pooled.to(dev), method.store.time_ids(keys).to(dev))
+
+
+def _randomise_lora(method, seed: int) -> None:
+    from .parent import lora_parameters
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in lora_parameters(method.parent.unet).items():
+            if "lora_B" in name:
+                p.copy_((torch.randn(p.shape, generator=g) * 0.02).to(p.device))
+
+
+def bench(method_name: str, parent: ParentModel, *, steps: int = 10, repeats: int = 3, batch: int = 2,
+          resolution: int = 64, pairs: int = 16, seed: int = 0, beta: float = 5000.0) -> dict:
+    """Run the benchmark for ``method_name`` ("dpo" | "sft") on ``parent``; returns the JSON line's fields."""
+    from .dataset import read_dataset
+    from .dpo import DpoMethod
+    from .loop import Loop, make_accelerator
+    from .parent import load_parent
+    from .sft import SftMethod
+    from .synthetic import write_synthetic
+
+    if method_name not in ("dpo", "sft"):
+        raise TrainingError(f"no step benchmark for method {method_name!r}")
+    config = TrainConfig(method=method_name, max_train_steps=10**6, train_batch_size=batch, resolution=resolution,
+                         network_dim=4, network_alpha=4.0, learning_rate=1e-4, beta_dpo=beta, seed=seed,
+                         checkpointing_steps=10**6)
+    with tempfile.TemporaryDirectory(prefix="bench-training-") as tmp:
+        data = write_synthetic(Path(tmp) / "data.parquet", pairs, seed=seed, size=resolution).path
+        accelerator = make_accelerator(config)
+        cls = DpoMethod if method_name == "dpo" else SftMethod
+        method = cls(config, load_parent(parent), read_dataset(data), accelerator)
+        _randomise_lora(method, seed)
+        loop = Loop(method, config, accelerator, work_dir=Path(tmp) / "work", fingerprint={}, report=lambda e: None)
+        unet, sched = loop.wrapped[0], method.parent.noise_scheduler
+        ours = loop.method.loss(loop.wrapped, 0, 0, accelerator)[0].item()
+        inputs = _batch(method, 0)
+        with accelerator.autocast():
+            if method_name == "dpo":
+                theirs = reference_dpo_loss(unet, *inputs, sched, beta).item()
+            else:
+                theirs = reference_sft_loss(unet, *inputs, sched).item()
+        timing = _time(loop, unet, sched, accelerator, inputs, method_name, beta, steps, repeats)
+    ratio = timing["ours"] / timing["reference"]
+    return {"method": method_name, "prediction_type": parent.prediction_type, "device": str(accelerator.device),
+            "batch": batch, "resolution": resolution, "steps": steps, "repeats": repeats,
+            "steps_per_s": round(1.0 / timing["ours"], 3), "s_per_step": round(timing["ours"], 4),
+            "reference_s_per_step": round(timing["reference"], 4), "slowdown_ratio": round(ratio, 3),
+            "loss": ours, "reference_loss": theirs, "loss_abs_diff": abs(ours - theirs),
+            "loss_equal_1e-5": abs(ours - theirs) <= 1e-5, "within_10_percent": ratio <= 1.10,
+            "peak_rss_mb": round(peak_rss_mb(), 1)}
+
+
+def _time(loop, unet, sched, accelerator, inputs, method_name, beta, steps, repeats) -> dict:
+    """Median over rounds of the mean seconds per optimizer step, ours and the reference's, after one warm-up each."""
+    params = loop.trainable
+    optimizer = loop.optimizer
+
+    def reference_step():
+        latents, _, t, embeds, pooled, time_ids = inputs
+        bsz = t.shape[0]
+        noise = torch.randn((bsz,) + tuple(latents.shape[1:]), device=latents.device)
+        timesteps = torch.randint(0, sched.config.num_train_timesteps, (bsz,), device=latents.device)
+        with accelerator.autocast():
+            if method_name == "dpo":
+                loss = reference_dpo_loss(unet, latents, noise, timesteps, embeds, pooled, time_ids, sched, beta)
+            else:
+                loss = reference_sft_loss(unet, latents, noise, timesteps, embeds, pooled, time_ids, sched)
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        optimizer.zero_grad()
+
+    def ours_step():
+        loop._one_step()
+
+    results = {"ours": [], "reference": []}
+    ours_step(), reference_step()  # warm-up
+    for _ in range(repeats):  # alternate single steps, so both see the same share of a busy machine's load
+        spent = {"ours": 0.0, "reference": 0.0}
+        for _ in range(steps):
+            for name, fn in (("ours", ours_step), ("reference", reference_step)):
+                start = time.perf_counter()
+                fn()
+                spent[name] += time.perf_counter() - start
+        for name in results:
+            results[name].append(spent[name] / steps)
+    return {k: statistics.median(v) for k, v in results.items()}
