@@ -112,3 +112,19 @@ def test_images_are_read_one_row_group_at_a_time(tmp_path):
     assert ds.images(149)[0] == many[149].jpg_0 and ds.images(0)[1] == many[0].jpg_1
     with pytest.raises(TrainingError, match="row 150 out of range"):
         ds.images(150)
+
+
+def test_dataset_errors_say_what_each_method_lacks(tmp_path):
+    from training.trainers.dataset import dataset_errors
+
+    only_ties = [r for r in rows() if r.kind in ("tie", "both_bad")]
+    write_dataset(only_ties, tmp_path / "ties.parquet", vote_log_hash="h")
+    assert dataset_errors(tmp_path / "ties.parquet", "dpo") == [
+        "the dataset has 0 pair rows (DPO uses no tie or both-bad rows); dpo needs at least 1"]
+    assert dataset_errors(tmp_path / "ties.parquet", "reward") == [
+        "the dataset has 1 pair or tie rows; reward needs at least 2"]
+    write_dataset(rows(), tmp_path / "all.parquet", vote_log_hash="h")
+    assert dataset_errors(tmp_path / "all.parquet", "dpo", kto_weight=1.0) == []
+    assert dataset_errors(tmp_path / "all.parquet", "sft", min_examples=50) == [
+        "the dataset has 9 pair rows (their preferred images); sft needs at least 50"]
+    assert dataset_errors(tmp_path / "missing.parquet", "dpo")[0].startswith("dataset not found")

@@ -87,9 +87,9 @@ def test_step_loss_equals_the_diffusers_example_on_the_same_batch(tiny_models, d
     time_ids = method.store.time_ids([(p.row, p.first) for p in pairs])
     expected, expected_acc = example_step_loss(method.parent.unet, latents, noise, t, embeds, pooled, time_ids,
                                                method.parent.noise_scheduler, 500.0, v_scale=kind == "v")
-    assert float(loss) == pytest.approx(float(expected), abs=1e-5)
+    assert loss.item() == pytest.approx(expected.item(), abs=1e-5)
     assert float(metrics["implicit_acc"]) == pytest.approx(float(expected_acc))
-    assert float(loss) != pytest.approx(math.log(2), abs=1e-3)  # the perturbed LoRA differs from the reference
+    assert loss.item() != pytest.approx(math.log(2), abs=1e-3)  # the perturbed LoRA differs from the reference
     if kind == "v":
         assert method.parent.noise_scheduler.config.rescale_betas_zero_snr
 
@@ -97,7 +97,7 @@ def test_step_loss_equals_the_diffusers_example_on_the_same_batch(tiny_models, d
 def test_an_untrained_lora_is_the_reference_loss_log_2_accuracy_one_half(tiny_models, datasets):
     method, accelerator = build(tiny_models, datasets["pairs"], small())
     loss, metrics = method.loss([method.parent.unet], step=0, micro=0, accelerator=accelerator)
-    assert float(loss) == pytest.approx(math.log(2), abs=1e-6)
+    assert loss.item() == pytest.approx(math.log(2), abs=1e-6)
     assert float(metrics["implicit_acc"]) == 0.5
     assert float(metrics["model_mse"]) == pytest.approx(float(metrics["ref_mse"]), abs=1e-6)
 
@@ -136,7 +136,7 @@ def test_kto_term_on_both_bad_rows(tiny_models, datasets):
     assert len(method.bad) == 6  # 3 both-bad rows, two undesirable images each
     perturb_lora(method, seed=3)
     loss, metrics = method.loss([method.parent.unet], step=0, micro=0, accelerator=accelerator)
-    assert float(loss) == pytest.approx(float(metrics["dpo_loss"]) + 0.5 * float(metrics["kto_loss"]), abs=1e-6)
+    assert loss.item() == pytest.approx(float(metrics["dpo_loss"]) + 0.5 * float(metrics["kto_loss"]), abs=1e-6)
     # the KTO term from its definition, on the same images, noise and timesteps
     pos = method.positions(0, 0)
     items = [method.bad[method.bad_order[k]] for k in pos]

@@ -88,7 +88,7 @@ def test_loss_is_the_weighted_mse_kohya_writes(tiny_models, datasets, kind, knob
         w = w * (1 / (s + 1) if kind == "v" else 1 / s.sqrt())
     weights = torch.tensor([wt for _, _, wt in items], dtype=torch.float64)
     expected = (mse.double() * w * weights).mean()
-    assert float(loss) == pytest.approx(float(expected), rel=1e-5)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
 @pytest.mark.parametrize("scheduler, extra", [

@@ -281,5 +281,28 @@ def read_dataset(path: str | os.PathLike) -> PreferenceDataset:
     return PreferenceDataset(path)
 
 
-__all__ = ["COLUMNS", "KINDS", "DatasetInfo", "Pair", "PreferenceDataset", "PreferenceRow", "read_dataset",
-           "schema", "write_dataset"]
+# the fewest usable rows each method trains on; the Django side may ask for more
+MIN_EXAMPLES = {"dpo": 1, "sft": 1, "reward": 2}
+
+
+def dataset_errors(path, method: str, *, kto_weight: float = 0.0, min_examples: int | None = None) -> list[str]:
+    """Why the dataset at ``path`` cannot train ``method`` (one-line messages; empty: it can)."""
+    try:
+        ds = read_dataset(path)
+    except TrainingError as exc:
+        return [str(exc)]
+    kinds = ds.columns["kind"]
+    usable = sum(k == "pair" for k in kinds) + (sum(k == "tie" for k in kinds) if method == "reward" else 0)
+    need = min_examples if min_examples is not None else MIN_EXAMPLES.get(method, 1)
+    what = {"dpo": "pair rows (DPO uses no tie or both-bad rows)", "sft": "pair rows (their preferred images)",
+            "reward": "pair or tie rows"}.get(method, "rows")
+    errors = []
+    if usable < need:
+        errors.append(f"the dataset has {usable} {what}; {method} needs at least {need}")
+    if method == "dpo" and kto_weight > 0 and "both_bad" not in kinds:
+        errors.append("kto_weight is set but the dataset has no both-bad rows")
+    return errors
+
+
+__all__ = ["COLUMNS", "KINDS", "DatasetInfo", "Pair", "PreferenceDataset", "PreferenceRow", "dataset_errors",
+           "read_dataset", "schema", "write_dataset"]

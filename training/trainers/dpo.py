@@ -77,6 +77,7 @@ class DpoMethod(LoraMethod):
         self.bad_order = Order(config.seed, len(self.bad), "kto-epoch") if self.bad else None
         keys = [(p.row, j) for p in self.pairs for j in (0, 1)] + [(r, j) for r, j, _ in self.bad]
         self.store.warm(keys, [p.row for p in self.pairs] + [r for r, _, _ in self.bad])
+        self.offload_frozen()
 
     def loss(self, wrapped, step: int, micro: int, accelerator):
         pos = self.positions(step, micro)

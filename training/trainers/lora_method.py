@@ -52,6 +52,15 @@ class LoraMethod:
         self.latent_shape = (int(parent.unet.config.in_channels), config.resolution // down, config.resolution // down)
         self.num_train_timesteps = int(parent.noise_scheduler.config.num_train_timesteps)
 
+    def offload_frozen(self) -> None:
+        """Once latents / caption embeddings are cached, the VAE / text encoders wait on the CPU (kohya does the
+        same): on a GPU that frees their memory for the UNet."""
+        if self.config.cache_latents:
+            self.parent.vae.to("cpu")
+        if self.config.cache_text_encoder_outputs and len(self.trained) == 1:
+            for name in ("text_encoder", "text_encoder_2"):
+                getattr(self.parent, name).to("cpu")
+
     # --- what the loop asks for --------------------------------------------------------------------------------
     def models(self) -> list:
         return [getattr(self.parent, name) for name in self.trained]

@@ -42,10 +42,21 @@ class LoadedParent:
         return self.spec.prediction_type == "v"
 
 
+_SHA_MEMO: dict = {}
+
+
 def checkpoint_sha256(path: str) -> str:
-    """sha256 of a single file; of a diffusers folder's weight files (sorted relative paths, then bytes)."""
+    """sha256 of a single file; of a diffusers folder's weight files (sorted relative paths, then bytes).
+    Remembered per (path, size, mtime) in this process: an SDXL file takes a while to hash."""
     p = Path(path)
     files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file() and f.suffix in (".safetensors", ".bin"))
+    key = (str(p.resolve()), tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+    if key not in _SHA_MEMO:
+        _SHA_MEMO[key] = _hash_files(p, files)
+    return _SHA_MEMO[key]
+
+
+def _hash_files(p: Path, files) -> str:
     h = hashlib.sha256()
     for f in files:
         if p.is_dir():

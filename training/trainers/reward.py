@@ -91,7 +91,7 @@ class RewardResult:
     result_file: str
     train_pairs: int
     heldout_pairs: int
-    heldout_acc: float
+    heldout_acc: float | None
     heldout_ci_low: float
     heldout_ci_high: float
     train_acc: float
@@ -133,35 +133,10 @@ def train_reward(config, paths, *, on_progress=None, embedder=None, deadline=Non
     embedder = embedder or OpenClipEmbedder(config.open_clip_dir)
     report({"event": "start", "method": "reward", "pairs": len(pairs), "dataset_sha256": dataset.sha256})
     emb, prompts = _embed_dataset(dataset, embedder)
-    held = heldout_polls([p.poll_id for p in pairs], config.heldout_fraction, config.seed)
-    train = [p for p in pairs if p.poll_id not in held] or pairs
-    test = [p for p in pairs if p.poll_id in held and p.label != 0.5]
-
-    def feats(ps, which):
-        rows = [p.row for p in ps]
-        img = np.stack([emb[p.row, p.first if which == 0 else 1 - p.first] for p in ps])
-        return features(img, prompts[rows], config.use_prompt)
-
-    fa, fb = feats(train, 0), feats(train, 1)
-    both = np.concatenate([fa, fb])
-    mean, scale = both.mean(axis=0), both.std(axis=0) + 1e-6
-    norm = lambda f: (f - mean) / scale  # noqa: E731
-    w, losses = fit_bradley_terry(norm(fa), norm(fb), [p.label for p in train], [p.weight for p in train],
-                                  epochs=config.epochs, lr=config.learning_rate, weight_decay=config.weight_decay,
-                                  seed=config.seed)
-    for epoch in range(0, config.epochs, max(1, config.epochs // 10)):
-        report({"event": "step", "step": epoch + 1, "max_steps": config.epochs, "loss": round(losses[epoch], 6)})
-    train_acc = _accuracy(norm(fa) @ w, norm(fb) @ w, [p.label for p in train])
-    if test:
-        correct = _correct(norm(feats(test, 0)) @ w, norm(feats(test, 1)) @ w)
-        acc, (lo, hi) = correct / len(test), wilson_interval(correct, len(test))
-    else:
-        acc, lo, hi = float("nan"), 0.0, 1.0
+    w, mean, scale, summary = _fit_and_evaluate(config, pairs, emb, prompts, report)
     out = Path(paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     model_file, result_file = out / MODEL_FILE, out / RESULT_FILE
-    summary = {"train_pairs": len(train), "heldout_pairs": len(test), "heldout_acc": acc, "heldout_ci_low": lo,
-               "heldout_ci_high": hi, "train_acc": train_acc}
     _save(model_file, w, mean, scale, config, dataset, clip_sha, summary, embed_dim=emb.shape[-1])
     result = RewardResult("done", str(model_file), str(result_file), **summary)
     result_file.write_text(json.dumps({**dataclasses.asdict(result), "method": "reward",
@@ -169,6 +144,33 @@ def train_reward(config, paths, *, on_progress=None, embedder=None, deadline=Non
                                        "config": dataclasses.asdict(config)}, sort_keys=True, indent=2))
     report({"event": "done", **summary, "model_file": str(model_file)})
     return result
+
+
+def _fit_and_evaluate(config, pairs, emb, prompts, report):
+    """(w, mean, scale, summary): the head fitted on the training polls, its accuracy on the held-out ones."""
+    held = heldout_polls([p.poll_id for p in pairs], config.heldout_fraction, config.seed)
+    train = [p for p in pairs if p.poll_id not in held] or pairs
+    test = [p for p in pairs if p.poll_id in held and p.label != 0.5]
+
+    def feats(ps, which):
+        img = np.stack([emb[p.row, p.first if which == 0 else 1 - p.first] for p in ps])
+        return features(img, prompts[[p.row for p in ps]], config.use_prompt)
+
+    fa, fb = feats(train, 0), feats(train, 1)
+    both = np.concatenate([fa, fb])
+    mean, scale = both.mean(axis=0), both.std(axis=0) + 1e-6
+    fa, fb = (fa - mean) / scale, (fb - mean) / scale
+    w, losses = fit_bradley_terry(fa, fb, [p.label for p in train], [p.weight for p in train], epochs=config.epochs,
+                                  lr=config.learning_rate, weight_decay=config.weight_decay, seed=config.seed)
+    for epoch in range(0, config.epochs, max(1, config.epochs // 10)):
+        report({"event": "step", "step": epoch + 1, "max_steps": config.epochs, "loss": round(losses[epoch], 6)})
+    acc, lo, hi = None, 0.0, 1.0  # no held-out pairs: no accuracy, the uninformative interval
+    if test:
+        correct = _correct((feats(test, 0) - mean) / scale @ w, (feats(test, 1) - mean) / scale @ w)
+        acc, (lo, hi) = correct / len(test), wilson_interval(correct, len(test))
+    summary = {"train_pairs": len(train), "heldout_pairs": len(test), "heldout_acc": acc, "heldout_ci_low": lo,
+               "heldout_ci_high": hi, "train_acc": _accuracy(fa @ w, fb @ w, [p.label for p in train])}
+    return w, mean, scale, summary
 
 
 def _correct(sa, sb) -> float:

@@ -43,6 +43,7 @@ class SftMethod(LoraMethod):
         self.order = Order(config.seed, len(self.examples))
         self.snr = all_snr(parent.noise_scheduler).to(self.device)
         self.store.warm([(r, j) for r, j, _ in self.examples], [r for r, _, _ in self.examples])
+        self.offload_frozen()
 
     def noise_and_input(self, gens, latents, noise, t):
         """(noise the target uses, noisy latents the UNet sees) with noise offset and input perturbation."""

@@ -2,6 +2,8 @@
 a straight re-implementation of the reference step on the same batch (training.trainers.bench). Prints one JSON
 line: ``{"method", "steps_per_s", "s_per_step", "reference_s_per_step", "slowdown_ratio", "loss",
 "reference_loss", "loss_abs_diff", "peak_rss_mb", ...}``; exits non-zero when the losses differ by more than 1e-5.
+``--method dpo --measure-kto --steps 30`` measures the both-bad (Diffusion-KTO-style) term instead
+(training.trainers.bench.kto_effect).
 
 ``--method reward`` is the reward model's benchmark of the training-runs issue: it makes its preference set with
 the tiny models and the synthetic judge voting through the real vote service, so it belongs with the Django side
@@ -26,6 +28,16 @@ def _step_benchmark(options, tiny):
                  batch=options["batch"], resolution=options["resolution"], seed=options["seed"])
 
 
+def _kto_measurement(options, tiny):
+    from training.trainers.bench import kto_effect
+    from training.trainers.config import ParentModel
+
+    kind = options["prediction_type"]
+    parent = ParentModel(tiny.v_dir if kind == "v" else tiny.eps_dir, kind)
+    return kto_effect(parent, steps=options["steps"], kto_weight=options["kto_weight"], seed=options["seed"],
+                      resolution=options["resolution"])
+
+
 # method -> function(options, tiny models) -> the JSON line's dict; the reward benchmark plugs in here
 BENCHMARKS = {"dpo": _step_benchmark, "sft": _step_benchmark}
 
@@ -42,9 +54,12 @@ class Command(BaseCommand):
         parser.add_argument("--resolution", type=int, default=64)
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--tiny-dir", default=None, help="default: MODELS_DIR/tiny (built if missing)")
+        parser.add_argument("--measure-kto", action="store_true",
+                            help="with --method dpo: measure the both-bad KTO term instead (--steps training steps)")
+        parser.add_argument("--kto-weight", type=float, default=1.0)
 
     def handle(self, *args, **options):
-        run = BENCHMARKS.get(options["method"])
+        run = _kto_measurement if options["measure_kto"] and options["method"] == "dpo" else BENCHMARKS.get(options["method"])
         if run is None:
             raise CommandError(f"--method {options['method']}: this benchmark votes through the vote service and "
                                "comes with the training app's Django side; available: " + ", ".join(BENCHMARKS))
