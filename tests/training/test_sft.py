@@ -11,14 +11,16 @@ import torch.nn.functional as F
 from .conftest import Events, parent, paths, small
 
 
-def build(tiny_models, dataset, config, kind="eps"):
+def build(tiny_models, dataset, config, kind="eps", cache_dir=None):
     from training.trainers.dataset import read_dataset
     from training.trainers.loop import make_accelerator
     from training.trainers.parent import load_parent
     from training.trainers.sft import SftMethod
 
     accelerator = make_accelerator(config)
-    return SftMethod(config, load_parent(parent(tiny_models, kind)), read_dataset(dataset), accelerator), accelerator
+    method = SftMethod(config, load_parent(parent(tiny_models, kind)), read_dataset(dataset), accelerator,
+                       cache_dir=cache_dir)
+    return method, accelerator
 
 
 def perturb(modules, seed=0, std=0.02):
@@ -156,11 +158,20 @@ def test_cached_and_live_text_embeddings_are_the_same(tiny_models, datasets):
     assert torch.allclose(a, b, atol=1e-5) and torch.allclose(pa, pb, atol=1e-5)
 
 
-def test_cached_latents_are_one_posterior_sample_per_image_the_same_every_build(tiny_models, datasets):
-    one, _ = build(tiny_models, datasets["pairs"], small(method="sft"))
-    two, _ = build(tiny_models, datasets["pairs"], small(method="sft"))
+def test_cached_latents_are_one_posterior_sample_per_image_the_same_every_build(tiny_models, datasets, tmp_path,
+                                                                              monkeypatch):
+    one, _ = build(tiny_models, datasets["pairs"], small(method="sft"), cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("latents-*.safetensors"))) == 1
+    import training.trainers.data as data
+
+    def no_vae(*args, **kwargs):
+        raise AssertionError("the VAE ran although the latents were cached on disk")
+
+    monkeypatch.setattr(data, "encode_latents", no_vae)
+    two, _ = build(tiny_models, datasets["pairs"], small(method="sft"), cache_dir=tmp_path)  # as a resumed run
     keys = [(r, j) for r, j, _ in one.examples]
     assert torch.equal(one.store.latents(keys, []), two.store.latents(keys, []))
+    monkeypatch.undo()
     live, _ = build(tiny_models, datasets["pairs"], small(method="sft", cache_latents=False))
     fresh = live.store.latents(keys[:2], gens(2, seed=1))
     assert not torch.equal(fresh, one.store.latents(keys[:2], []))  # a new posterior sample each use

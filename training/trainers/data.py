@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -106,7 +107,7 @@ class ExampleStore:
     after a resume; without caching each use draws from the caller's per-example generator."""
 
     def __init__(self, dataset, parent, encoder, *, resolution: int, seed: int, cache_latents: bool,
-                 cache_text: bool):
+                 cache_text: bool, cache_dir=None, write_cache: bool = True):
         self.dataset, self.parent, self.encoder = dataset, parent, encoder
         self.resolution, self.seed = resolution, seed
         self.cache_latents, self.cache_text = cache_latents, cache_text
@@ -114,6 +115,33 @@ class ExampleStore:
         self._latents: dict[tuple[int, int], torch.Tensor] = {}
         self._time_ids: dict[tuple[int, int], tuple] = {}
         self._embeds: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] = {}
+        self.cache_file = None
+        if cache_dir is not None and cache_latents:
+            # cached latents on disk, so a resumed run (a next time slice) does not encode every image again
+            key = hashlib.sha256(f"{dataset.sha256}:{parent.sha256}:{resolution}:{seed}".encode()).hexdigest()[:16]
+            self.cache_file = Path(cache_dir) / f"latents-{key}.safetensors"
+            self.write_cache = write_cache
+            self._load_disk_cache()
+
+    def _load_disk_cache(self) -> None:
+        from safetensors.torch import load_file
+
+        if self.cache_file is not None and self.cache_file.is_file():
+            for name, lat in load_file(str(self.cache_file)).items():
+                row, which = name.split("_")
+                self._latents[(int(row), int(which))] = lat
+
+    def _save_disk_cache(self) -> None:
+        import os
+
+        from safetensors.torch import save_file
+
+        if self.cache_file is None or not self.write_cache or not self._latents:
+            return
+        self.cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.cache_file.with_name(f".{self.cache_file.name}.{os.getpid()}.tmp")
+        save_file({f"{r}_{j}": v.contiguous() for (r, j), v in self._latents.items()}, str(tmp))
+        os.replace(tmp, self.cache_file)
 
     def _prepare(self, key):
         row, which = key
@@ -132,6 +160,8 @@ class ExampleStore:
                         for k in part]
                 for k, lat in zip(part, encode_latents(self.parent.vae, pixels, gens).cpu()):
                     self._latents[k] = lat
+            if todo:
+                self._save_disk_cache()
         if self.cache_text:
             with torch.no_grad():
                 for row in dict.fromkeys(rows):

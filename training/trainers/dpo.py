@@ -65,8 +65,8 @@ def denoise_mse(model, latents, noise, timesteps, cond, *, noise_scheduler, v_pr
 class DpoMethod(LoraMethod):
     name = "dpo"
 
-    def __init__(self, config, parent, dataset, accelerator):
-        super().__init__(config, parent, dataset, accelerator)
+    def __init__(self, config, parent, dataset, accelerator, *, cache_dir=None):
+        super().__init__(config, parent, dataset, accelerator, cache_dir=cache_dir)
         self.pairs = dataset.pairs_for("dpo")
         if not self.pairs:
             raise TrainingError("the dataset has no preference pairs (DPO does not use tie or both-bad rows)")

@@ -25,7 +25,7 @@ COMPONENTS = ("unet", "text_encoder", "text_encoder_2")
 class LoraMethod:
     name = "lora"
 
-    def __init__(self, config, parent, dataset, accelerator):
+    def __init__(self, config, parent, dataset, accelerator, *, cache_dir=None):
         self.config, self.parent, self.dataset = config, parent, dataset
         self.device = accelerator.device
         self.num_processes, self.process_index = accelerator.num_processes, accelerator.process_index
@@ -47,7 +47,8 @@ class LoraMethod:
                 getattr(parent, name).gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.encoder = CaptionEncoder(parent)
         self.store = ExampleStore(dataset, parent, self.encoder, resolution=config.resolution, seed=config.seed,
-                                  cache_latents=config.cache_latents, cache_text=config.cache_text_encoder_outputs)
+                                  cache_latents=config.cache_latents, cache_text=config.cache_text_encoder_outputs,
+                                  cache_dir=cache_dir, write_cache=accelerator.is_main_process)
         down = 2 ** (len(parent.vae.config.block_out_channels) - 1)
         self.latent_shape = (int(parent.unet.config.in_channels), config.resolution // down, config.resolution // down)
         self.num_train_timesteps = int(parent.noise_scheduler.config.num_train_timesteps)

@@ -4,7 +4,8 @@ and writes files.
 
 Files: ``<output_dir>/<output_name>.safetensors`` (kohya format, see ``kohya``), ``<output_dir>/training_result.json``
 (``{"status": "done", "method", "steps", "lora_file", "metrics", "dataset", "parent", "config"}``), and in
-``<work_dir>``: ``checkpoints/`` (see ``loop``) and ``done.json`` (the result plus the run's fingerprint: a finished
+``<work_dir>``: ``checkpoints/`` (see ``loop``), ``cache/latents-<key>.safetensors`` (the cached VAE latents,
+keyed by dataset, parent, resolution and seed, so a resumed run does not encode again) and ``done.json`` (the result plus the run's fingerprint: a finished
 run called again returns it without training, so a redelivered task does not train twice).
 """
 
@@ -95,7 +96,8 @@ def _train(config, parent_spec, paths, dataset, fingerprint, report, deadline, s
     started = time.time()
     accelerator = make_accelerator(config)
     parent = load_parent(parent_spec)
-    method = _method_class(config.method)(config, parent, dataset, accelerator)
+    method = _method_class(config.method)(config, parent, dataset, accelerator,
+                                          cache_dir=Path(paths.work_dir) / "cache")
     loop = Loop(method, config, accelerator, work_dir=paths.work_dir, fingerprint=fingerprint, report=report)
     examples = len(getattr(method, "pairs", None) or getattr(method, "examples", []))
     loop.report({"event": "start", "method": config.method, "max_steps": config.max_train_steps,

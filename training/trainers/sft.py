@@ -35,8 +35,8 @@ def sft_loss_weights(snr_t, config, *, v_prediction: bool):
 class SftMethod(LoraMethod):
     name = "sft"
 
-    def __init__(self, config, parent, dataset, accelerator):
-        super().__init__(config, parent, dataset, accelerator)
+    def __init__(self, config, parent, dataset, accelerator, *, cache_dir=None):
+        super().__init__(config, parent, dataset, accelerator, cache_dir=cache_dir)
         self.examples = dataset.preferred_images()
         if not self.examples:
             raise TrainingError("the dataset has no preferred images (no pair rows)")

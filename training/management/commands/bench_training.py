@@ -3,7 +3,8 @@ a straight re-implementation of the reference step on the same batch (training.t
 line: ``{"method", "steps_per_s", "s_per_step", "reference_s_per_step", "slowdown_ratio", "loss",
 "reference_loss", "loss_abs_diff", "peak_rss_mb", ...}``; exits non-zero when the losses differ by more than 1e-5.
 ``--method dpo --measure-kto --steps 30`` measures the both-bad (Diffusion-KTO-style) term instead
-(training.trainers.bench.kto_effect).
+(training.trainers.bench.kto_effect); ``--method dpo --measure-learning --steps 60`` the held-out implicit accuracy
+of a DPO LoRA trained on judged labels against the same run on reversed labels (training.trainers.bench.dpo_learning).
 
 ``--method reward`` is the reward model's benchmark of the training-runs issue: it makes its preference set with
 the tiny models and the synthetic judge voting through the real vote service, so it belongs with the Django side
@@ -38,6 +39,15 @@ def _kto_measurement(options, tiny):
                       resolution=options["resolution"])
 
 
+def _learning_measurement(options, tiny):
+    from training.trainers.bench import dpo_learning
+    from training.trainers.config import ParentModel
+
+    kind = options["prediction_type"]
+    parent = ParentModel(tiny.v_dir if kind == "v" else tiny.eps_dir, kind)
+    return dpo_learning(parent, steps=options["steps"], seed=options["seed"], resolution=options["resolution"])
+
+
 # method -> function(options, tiny models) -> the JSON line's dict; the reward benchmark plugs in here
 BENCHMARKS = {"dpo": _step_benchmark, "sft": _step_benchmark}
 
@@ -57,9 +67,16 @@ class Command(BaseCommand):
         parser.add_argument("--measure-kto", action="store_true",
                             help="with --method dpo: measure the both-bad KTO term instead (--steps training steps)")
         parser.add_argument("--kto-weight", type=float, default=1.0)
+        parser.add_argument("--measure-learning", action="store_true",
+                            help="with --method dpo: held-out implicit accuracy after --steps steps, judged labels "
+                                 "vs reversed ones (a measurement, not a speed benchmark)")
 
     def handle(self, *args, **options):
-        run = _kto_measurement if options["measure_kto"] and options["method"] == "dpo" else BENCHMARKS.get(options["method"])
+        run = BENCHMARKS.get(options["method"])
+        if options["method"] == "dpo" and options["measure_kto"]:
+            run = _kto_measurement
+        elif options["method"] == "dpo" and options["measure_learning"]:
+            run = _learning_measurement
         if run is None:
             raise CommandError(f"--method {options['method']}: this benchmark votes through the vote service and "
                                "comes with the training app's Django side; available: " + ", ".join(BENCHMARKS))
