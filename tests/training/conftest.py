@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import pytest
 
-# diffusers' schedulers call np.array(tensor, copy=False) under numpy 2; harmless
-pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
-
 
 @pytest.fixture(scope="session", autouse=True)
 def _keep_loaded_parents():

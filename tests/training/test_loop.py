@@ -7,11 +7,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-import torch
 from safetensors.torch import load_file
 
 from training.trainers.errors import TrainingError
