@@ -31,8 +31,9 @@ ALLOWED = {
     "training": {"arena", "generation", "ratings"},
     "config": set(PACKAGES),
 }
-#: Modules of another app that may be imported (the app's public surface).
-PUBLIC = ("models", "services", "selectors")
+#: Modules of another app that may be imported (the app's public surface): its models, services and selectors,
+#: and generation's pure libraries (the pipelines, the tiny-model builders, the SamplerSettings value).
+PUBLIC = ("models", "services", "selectors", "pipelines", "tiny", "sampling")
 WORKER_LIBRARIES = ("torch", "diffusers", "transformers", "open_clip", "onnxruntime", "peft", "accelerate")
 
 
