@@ -54,6 +54,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "config.middleware.ServiceUnavailableMiddleware",  # a database that is down is a 503 with a clear message
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -87,6 +88,8 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
         {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;PRAGMA synchronous=NORMAL;"}
     )
     _db["CONN_MAX_AGE"] = 0
+# A persistent connection broken by a database restart is noticed and replaced at the start of the next request.
+_db["CONN_HEALTH_CHECKS"] = True
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -107,6 +110,9 @@ SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 
 RATELIMIT_ENABLE = env_bool("RATELIMIT_ENABLE", True)
+# When the cache (Redis) is unreachable, requests are let through rather than refused: voting goes on and the
+# limits apply again once the cache is back.
+RATELIMIT_FAIL_OPEN = True
 RATELIMIT_VOTER = env_str("RATELIMIT_VOTER", "60/m")  # polls + votes per voter
 RATELIMIT_IP = env_str("RATELIMIT_IP", "600/m")  # polls + votes per client address
 RATELIMIT_FREE_PROMPT = env_str("RATELIMIT_FREE_PROMPT", "10/m")  # live generations per voter
@@ -178,6 +184,8 @@ CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 60 * 60 + 120, minimu
 # Longer than the longest task, so Redis never redelivers a task that is still running.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 6 * 60 * 60, minimum=60)}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# A safety net under the per-vote trigger (a vote whose trigger was lost while Redis was down is applied here).
+CELERY_BEAT_SCHEDULE = {"arena-apply-ratings": {"task": "arena.apply_ratings", "schedule": 30.0}}
 CELERY_TIMEZONE = "UTC"
 
 # --- auth, i18n, static, media ------------------------------------------------------------------------------

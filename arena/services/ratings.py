@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import json
 from dataclasses import dataclass
 
@@ -34,6 +35,7 @@ from generation.models import ModelVariant
 from ratings.online import elo_update, trueskill_update
 from ratings.outcomes import Outcome, pairwise
 
+logger = logging.getLogger(__name__)
 CHAIN_START = "0" * 64
 #: What the chain covers of each vote: its place, id, poll, mode, choice, models, ranks, when and by whom
 #: (hashed) — everything the exports show of it. Whether it is counted may change (an admin's exclusion) and
@@ -304,8 +306,11 @@ def ratings_kick() -> None:
 
     if settings.RATINGS_CONSUMER == "external":
         return
-    if cache.add(KICK_KEY, 1, timeout=30):
-        apply_ratings.apply_async()
+    try:
+        if cache.add(KICK_KEY, 1, timeout=30):
+            apply_ratings.apply_async()
+    except Exception:  # noqa: BLE001 - the cache or the broker is down: the vote is stored all the same
+        logger.warning("could not queue the ratings consumer; the periodic pass will apply the vote", exc_info=True)
 
 
 def ratings_consume() -> int:

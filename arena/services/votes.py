@@ -83,9 +83,16 @@ def _cap_key(voter_key: str, now: dt.datetime) -> str:
     return f"arena:votes-today:{voter_key}:{now.date().isoformat()}"
 
 
+def _cast_today(voter_key: str, now: dt.datetime) -> int:
+    try:
+        return int(cache.get(_cap_key(voter_key, now)) or 0)
+    except Exception:  # noqa: BLE001 - the cache is down: the cap is not enforced until it is back
+        return 0
+
+
 def _check_cap(voter_key: str, now: dt.datetime) -> None:
     cap = settings.VOTER_DAILY_CAP
-    if cap and (cache.get(_cap_key(voter_key, now)) or 0) >= cap:
+    if cap and _cast_today(voter_key, now) >= cap:
         raise RateLimited(f"You have cast {cap} votes today, the most one voter may; thank you — come back tomorrow.")
 
 
@@ -94,11 +101,13 @@ def _after_commit(voter_key: str, now: dt.datetime) -> None:
 
     if settings.VOTER_DAILY_CAP:
         key = _cap_key(voter_key, now)
-        if not cache.add(key, 1, timeout=36 * 3600):
-            try:
+        try:
+            if not cache.add(key, 1, timeout=36 * 3600):
                 cache.incr(key)
-            except ValueError:
-                cache.set(key, 1, timeout=36 * 3600)
+        except ValueError:
+            cache.set(key, 1, timeout=36 * 3600)
+        except Exception:  # noqa: BLE001 - the cache is down: this vote is not counted against the cap
+            pass
     ratings_kick()
 
 
