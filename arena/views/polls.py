@@ -12,7 +12,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from arena import selectors, services
+from arena import inputs, selectors, services
 from arena.errors import ArenaError, PollForbidden, PollNotFound, PromptRejected
 from arena.models import Mode, Poll, Vote
 from arena.views.common import MODE_URLS, error_response, poll_response, rate_limit
@@ -64,14 +64,12 @@ def free_for_all(request: HttpRequest) -> HttpResponse:
 def free_duel(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         return _poll_page(request, Mode.FREE, None, {"pool": selectors.free_prompt_pool(), "max_chars": settings.FREE_PROMPT_MAX_CHARS})
-    prompt_id = request.POST.get("prompt_id") or None
     try:
         rate_limit(request, "free", settings.RATELIMIT_FREE_PROMPT)
-        if prompt_id is not None and not prompt_id.isdigit():
-            raise PromptRejected("That prompt is not in the pool.")
+        prompt_id = inputs.prompt_id_clean(inputs.single(request.POST, "prompt_id", error=PromptRejected))
         poll = services.free_poll_create(
             voter_key=voter_key(request), ip_hash=client_ip_hash(request),
-            prompt_text=request.POST.get("prompt", ""), prompt_id=int(prompt_id) if prompt_id else None,
+            prompt_text=inputs.single(request.POST, "prompt", error=PromptRejected) or "", prompt_id=prompt_id,
         )
     except ArenaError as exc:
         return error_response(request, exc, Mode.FREE)
@@ -120,38 +118,15 @@ def poll_image(request: HttpRequest, token: uuid.UUID, position: int) -> HttpRes
     return response
 
 
-def _parse_vote(post) -> tuple[str, int | None, list[int] | None]:
-    choice = post.get("choice", "")
-    best = ranking = None
-    if choice == Vote.Choice.BEST:
-        raw = post.get("best", "")
-        best = int(raw) if raw.isdigit() else -1
-    elif choice == Vote.Choice.RANKING:
-        raw = post.get("ranking", "")
-        if raw:
-            parts = raw.split(",")
-            ranking = [int(p) for p in parts if p.strip().isdigit()] if len(parts) <= 4 else []
-            if len(ranking) != len(parts):
-                ranking = []
-        else:  # one select per image giving its place (1 = best), for the form that works without JavaScript
-            places = {}
-            for position in range(4):
-                value = post.get(f"place_{position}", "")
-                if value.isdigit():
-                    places[position] = int(value)
-            ranking = [p for p, _ in sorted(places.items(), key=lambda kv: kv[1])] if sorted(places.values()) == [1, 2, 3, 4] else []
-    return choice, best, ranking
-
-
 @poll_response
 @require_POST
 def poll_vote(request: HttpRequest, token: uuid.UUID) -> HttpResponse:
-    choice, best, ranking = _parse_vote(request.POST)
     try:
         rate_limit(request, "vote")
+        vote = inputs.vote_input_clean(request.POST)
         result = services.vote_cast(
             poll_token=str(token), voter_key=voter_key(request), ip_hash=client_ip_hash(request),
-            choice=choice, best=best, ranking=ranking,
+            choice=vote.choice, best=vote.best, ranking=vote.ranking,
         )
     except ArenaError as exc:
         return error_response(request, exc)

@@ -128,13 +128,16 @@ class Command(BaseCommand):
     help = "Benchmark vote cycles (fetch a duel, post a vote) through gunicorn; prints one JSON line."
 
     def add_arguments(self, parser):
-        parser.add_argument("--clients", type=int, default=16)
-        parser.add_argument("--seconds", type=float, default=20.0)
-        parser.add_argument("--models", type=int, default=12)
-        parser.add_argument("--prompts", type=int, default=30)
-        parser.add_argument("--workers", type=int, default=0, help="gunicorn workers (default: 2 per core)")
-        parser.add_argument("--threads", type=int, default=2, help="gunicorn threads per worker")
-        parser.add_argument("--client-processes", type=int, default=0, help="default: one per core")
+        # Imported here: the client processes (spawned) import this module before Django is set up.
+        from arena.inputs import cli_float, cli_int
+
+        parser.add_argument("--clients", type=cli_int(minimum=None), default=16)
+        parser.add_argument("--seconds", type=cli_float(), default=20.0)
+        parser.add_argument("--models", type=cli_int(minimum=None), default=12)
+        parser.add_argument("--prompts", type=cli_int(minimum=None), default=30)
+        parser.add_argument("--workers", type=cli_int(minimum=None), default=0, help="gunicorn workers (default: 2 per core)")
+        parser.add_argument("--threads", type=cli_int(minimum=None), default=2, help="gunicorn threads per worker")
+        parser.add_argument("--client-processes", type=cli_int(minimum=None), default=0, help="default: one per core")
         parser.add_argument("--keep", action="store_true", help="keep the bench database afterwards")
         # internal steps, run in the bench database by a child process
         parser.add_argument("--seed-only", action="store_true", help="(internal)")
