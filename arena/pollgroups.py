@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 from django.db.models import Count, Max
 
-from generation.models import Image, Prompt
+from arena.permissions import poll_pool_q  # the pool is defined once, beside the rule that hides it
+from generation.models import Image
 
 TTL = 60.0
 CHECK_SECONDS = 2.0
@@ -44,7 +45,7 @@ _current: GroupIndex | None = None
 
 
 def _fixed_images():
-    return Image.objects.filter(prompt__source=Prompt.Source.FIXED)
+    return Image.objects.filter(poll_pool_q())  # fixed-prompt images, less the admin's showcase picks
 
 
 def _fingerprint() -> tuple[int, int]:
