@@ -65,7 +65,7 @@ def free_duel(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         return _poll_page(request, Mode.FREE, None, {"pool": selectors.free_prompt_pool(), "max_chars": settings.FREE_PROMPT_MAX_CHARS})
     try:
-        rate_limit(request, "free", settings.RATELIMIT_FREE_PROMPT)
+        rate_limit(request, "free")
         prompt_id = inputs.prompt_id_clean(inputs.single(request.POST, "prompt_id", error=PromptRejected))
         poll = services.free_poll_create(
             voter_key=voter_key(request), ip_hash=client_ip_hash(request),
