@@ -385,3 +385,17 @@ def test_staff_see_pool_images_on_model_pages_and_their_thumbnails(site):
     with image.thumb.open("rb") as fh:
         assert PILImage.open(io.BytesIO(fh.read())).format == "WEBP"
     assert Client().get(f"/media/{image.thumb.name}").status_code == 302  # media files are staff-only now
+
+
+def test_staff_pages_and_files_answer_no_one_else(site):
+    """Generation's pages, the scorer status, the admin and every media file: a login redirect or a 403 for voters
+    and signed-in users who are not staff (only the admin's login page itself answers them)."""
+    staff_only = ("/generation/", "/scores/status/", "/admin/", "/media/")
+    urls = [path for _name, path in site_urls(_values(site)) if path.startswith(staff_only)
+            and not path.startswith(("/admin/login/", "/admin/logout/", "/admin/jsi18n/"))]
+    reader = Client()
+    reader.force_login(site["reader"])
+    for client in (site["voter"], Client(), reader):
+        for path in urls:
+            assert client.get(path).status_code in (302, 403, 405), path
+    assert len(urls) > 300
