@@ -21,8 +21,12 @@ _SHOWN = ("SECURE_SSL_REDIRECT", "SECURE_PROXY_SSL_HEADER", "SECURE_HSTS_SECONDS
           "SECURE_HSTS_PRELOAD", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE", "SILENCED_SYSTEM_CHECKS", "DEBUG")
 
 
+#: Set by the test process, never by a deployment (the browser tests allow Playwright's event loop with it).
+_TEST_ONLY = ("SECURE_", "ARENA_PRODUCTION", "DEBUG", "DJANGO_ALLOW_ASYNC_UNSAFE")
+
+
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SECURE_", "ARENA_PRODUCTION", "DEBUG"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_TEST_ONLY)}
     env.update({"PYTHONPATH": str(ROOT), "DJANGO_SETTINGS_MODULE": "config.settings"}, **extra)
     return env
 
