@@ -1,22 +1,27 @@
 """Production settings (issue 10): ARENA_PRODUCTION=1 turns on HTTPS (redirect, HSTS, secure cookies) and
 ``manage.py check --deploy`` is clean; each switch can be set on its own; a malformed value stops start-up.
 
-The settings module is read once per process, so each environment runs in a subprocess of its own."""
+check --deploy runs in a subprocess with the production environment, as CI would run it; the settings module is also
+evaluated afresh in this process under each environment to read what it sets."""
 
 from __future__ import annotations
 
-import json
+import importlib.util
 import os
+import re
 import secrets
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.test import Client, override_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 PRODUCTION = {"ARENA_PRODUCTION": "1", "SECRET_KEY": secrets.token_urlsafe(50), "ALLOWED_HOSTS": "arena.example.org"}
+BEHIND_PROXY = {**PRODUCTION, "SECURE_SSL_REDIRECT": "0", "SECURE_PROXY_SSL_HEADER": "HTTP_X_FORWARDED_PROTO=https"}
 _SHOWN = ("SECURE_SSL_REDIRECT", "SECURE_PROXY_SSL_HEADER", "SECURE_HSTS_SECONDS", "SECURE_HSTS_INCLUDE_SUBDOMAINS",
           "SECURE_HSTS_PRELOAD", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE", "SILENCED_SYSTEM_CHECKS", "DEBUG")
 
@@ -36,11 +41,16 @@ def _deploy_check(**extra: str) -> subprocess.CompletedProcess:
                           env=_env(**extra), capture_output=True, text=True, timeout=120)
 
 
-def _settings(**extra: str) -> subprocess.CompletedProcess:
-    code = ("import json, django; django.setup(); from django.conf import settings; "
-            f"print(json.dumps({{k: getattr(settings, k) for k in {_SHOWN!r}}}))")
-    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_env(**extra), capture_output=True, text=True,
-                          timeout=120)
+def _settings(monkeypatch, **extra: str) -> SimpleNamespace:
+    """config/settings.py evaluated afresh under an environment (in this process; Django's own settings untouched)."""
+    for name in [k for k in os.environ if k.startswith(_TEST_ONLY)]:
+        monkeypatch.delenv(name)
+    for name, value in extra.items():
+        monkeypatch.setenv(name, value)
+    spec = importlib.util.spec_from_file_location("settings_probe", ROOT / "config" / "settings.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return SimpleNamespace(**{k: getattr(module, k) for k in _SHOWN})
 
 
 def test_check_deploy_is_clean_in_production():
@@ -56,18 +66,24 @@ def test_check_deploy_fails_without_production():
         assert check in result.stderr + result.stdout, check
 
 
-def test_production_turns_on_https_and_each_switch_stands_alone():
-    on = json.loads(_settings(**PRODUCTION).stdout)
-    assert on["SECURE_SSL_REDIRECT"] and on["SECURE_HSTS_SECONDS"] == 365 * 24 * 3600
-    assert on["SECURE_HSTS_INCLUDE_SUBDOMAINS"] and on["SECURE_HSTS_PRELOAD"]
-    assert on["SESSION_COOKIE_SECURE"] and on["CSRF_COOKIE_SECURE"] and on["SECURE_PROXY_SSL_HEADER"] is None
-    behind_proxy = {**PRODUCTION, "SECURE_SSL_REDIRECT": "0", "SECURE_PROXY_SSL_HEADER": "HTTP_X_FORWARDED_PROTO=https"}
-    proxied = json.loads(_settings(**behind_proxy).stdout)
-    assert proxied["SECURE_SSL_REDIRECT"] is False and proxied["SECURE_PROXY_SSL_HEADER"] == ["HTTP_X_FORWARDED_PROTO", "https"]
-    assert proxied["SILENCED_SYSTEM_CHECKS"] == ["security.W008"]  # the proxy redirects: the check may say so
-    assert _deploy_check(**behind_proxy).returncode == 0
-    off = json.loads(_settings().stdout)
-    assert not off["SECURE_SSL_REDIRECT"] and off["SECURE_HSTS_SECONDS"] == 0 and not off["SESSION_COOKIE_SECURE"]
+def test_production_turns_on_https_and_each_switch_stands_alone(monkeypatch):
+    on = _settings(monkeypatch, **PRODUCTION)
+    assert on.SECURE_SSL_REDIRECT and on.SECURE_HSTS_SECONDS == 365 * 24 * 3600
+    assert on.SECURE_HSTS_INCLUDE_SUBDOMAINS and on.SECURE_HSTS_PRELOAD
+    assert on.SESSION_COOKIE_SECURE and on.CSRF_COOKIE_SECURE and on.SECURE_PROXY_SSL_HEADER is None
+    assert on.SILENCED_SYSTEM_CHECKS == [] and on.DEBUG is False
+    proxied = _settings(monkeypatch, **BEHIND_PROXY)
+    assert proxied.SECURE_SSL_REDIRECT is False and proxied.SECURE_PROXY_SSL_HEADER == ("HTTP_X_FORWARDED_PROTO", "https")
+    assert proxied.SILENCED_SYSTEM_CHECKS == ["security.W008"]  # the proxy redirects: the check may say so
+    one = _settings(monkeypatch, **PRODUCTION, SECURE_HSTS_PRELOAD="0", SECURE_COOKIES="0")
+    assert one.SECURE_HSTS_PRELOAD is False and one.SESSION_COOKIE_SECURE is False and one.SECURE_SSL_REDIRECT
+    off = _settings(monkeypatch)
+    assert not off.SECURE_SSL_REDIRECT and off.SECURE_HSTS_SECONDS == 0 and not off.SESSION_COOKIE_SECURE
+
+
+def test_behind_a_proxy_that_redirects_check_deploy_is_clean_too():
+    result = _deploy_check(**BEHIND_PROXY)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -78,9 +94,9 @@ def test_production_turns_on_https_and_each_switch_stands_alone():
     ({"SECURE_HSTS_SECONDS": "٣٦٠٠"}, "is not an integer"),
     ({"RATELIMIT_IP": "lots"}, "is not a rate"),
 ])
-def test_a_bad_production_environment_stops_start_up_with_a_message(extra, message):
-    result = _settings(**{**PRODUCTION, **extra})
-    assert result.returncode != 0 and message in result.stderr, result.stderr[-2000:]
+def test_a_bad_production_environment_stops_start_up_with_a_message(monkeypatch, extra, message):
+    with pytest.raises(ImproperlyConfigured, match=re.escape(message)):
+        _settings(monkeypatch, **{**PRODUCTION, **extra})
 
 
 @pytest.mark.django_db
