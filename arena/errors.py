@@ -40,6 +40,10 @@ class NoPollAvailable(ArenaError):
 class RateLimited(ArenaError):
     status = 429
 
+    def __init__(self, message: str, *, retry_after: int = 60):
+        super().__init__(message)
+        self.retry_after = max(1, int(retry_after))  # seconds, for the Retry-After header
+
 
 class ReportError(ArenaError):
     """Bad input to a report (unknown scope, format or plot)."""

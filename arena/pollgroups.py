@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from django.db.models import Count, Max
 
+from arena.permissions import poll_pool_q  # the pool is defined once, beside the rule that hides it
 from generation.models import Image, ModelVariant, Prompt
 
 TTL = 60.0
@@ -59,7 +60,7 @@ _current: GroupIndex | None = None
 
 
 def _fixed_images():
-    return Image.objects.filter(prompt__source=Prompt.Source.FIXED)
+    return Image.objects.filter(poll_pool_q())  # fixed-prompt images, less the admin's showcase picks
 
 
 def _fingerprint() -> tuple[int, int]:

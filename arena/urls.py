@@ -34,7 +34,7 @@ urlpatterns = [
     path("leaderboard/plots/<slug:kind>.<str:fmt>", boards.leaderboard_plot, name="leaderboard_plot"),
     path("stats/", stats.stats, name="stats"),
     path("models/<int:pk>/", models.model_detail, name="model"),
+    path("images/<int:image_id>/thumb.webp", models.image_thumb, name="image_thumb"),
     path("api/", include("arena.urls_api")),
-    re_path(r"^media/t/(?P<path>[0-9a-f]{2}/[0-9a-f]{32}\.webp)$", models.public_thumb, name="thumb"),
     re_path(r"^media/(?P<path>.+)$", models.staff_media, name="staff_media"),
 ]

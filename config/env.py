@@ -8,6 +8,7 @@ being silently replaced by a default.
 from __future__ import annotations
 
 import os
+import re
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -42,10 +43,10 @@ def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int
     if value is None or value == "":
         result = default
     else:
-        try:
-            result = int(value)
-        except ValueError:
-            raise ImproperlyConfigured(f"{name}={value!r} is not an integer") from None
+        # ASCII digits only: int() would also take "٣", "1_000" and "+7".
+        if not re.fullmatch(r"-?[0-9]{1,18}", value):
+            raise ImproperlyConfigured(f"{name}={value!r} is not an integer")
+        result = int(value)
     if minimum is not None and result < minimum:
         raise ImproperlyConfigured(f"{name}={result} is below the minimum {minimum}")
     if maximum is not None and result > maximum:
@@ -83,3 +84,26 @@ def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ImproperlyConfigured(f"{name}={value!r} must be one of {', '.join(choices)}")
     return value
+
+
+_RATE = re.compile(r"[0-9]{1,9}/[0-9]{0,6}[smhd]")
+
+
+def env_rate(name: str, default: str) -> str:
+    """A django-ratelimit rate such as ``60/m`` or ``100/5m``."""
+    value = env_str(name, default)
+    if not _RATE.fullmatch(value) or int(value.split("/")[0]) == 0:
+        raise ImproperlyConfigured(f"{name}={value!r} is not a rate like 60/m (a count over s, m, h or d)")
+    return value
+
+
+def env_header_value(name: str) -> tuple[str, str] | None:
+    """``HTTP_HEADER_NAME=value`` → ``("HTTP_HEADER_NAME", "value")`` (Django's ``SECURE_PROXY_SSL_HEADER``); unset or
+    empty → None."""
+    value = env_str(name, "")
+    if not value:
+        return None
+    header, sep, expected = value.partition("=")
+    if not sep or not re.fullmatch(r"HTTP_[A-Z0-9_]+", header) or not expected:
+        raise ImproperlyConfigured(f"{name}={value!r} must look like HTTP_X_FORWARDED_PROTO=https (a request.META name, '=', the value)")
+    return header, expected

@@ -9,21 +9,41 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_choice, env_float, env_int, env_list, env_str
+from config.env import env_bool, env_choice, env_float, env_header_value, env_int, env_list, env_rate, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("ARENA_VAR_DIR", str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)  # the embedded SQLite file, media and tiny models live here
 
 DEBUG = env_bool("DEBUG", False)
+# Production: HTTPS only (redirect, HSTS, secure cookies), a real secret key and host names; `check --deploy` is clean.
+ARENA_PRODUCTION = env_bool("ARENA_PRODUCTION", False)
 _DEV_SECRET = "dev-only-insecure-secret-key-change-me-0123456789abcdefghijklmnop"
 SECRET_KEY = env_str("SECRET_KEY", _DEV_SECRET)
-if SECRET_KEY == _DEV_SECRET and env_bool("ARENA_PRODUCTION", False):
-    raise ImproperlyConfigured("SECRET_KEY must be set when ARENA_PRODUCTION=1")
+if ARENA_PRODUCTION:
+    if SECRET_KEY == _DEV_SECRET:
+        raise ImproperlyConfigured("SECRET_KEY must be set when ARENA_PRODUCTION=1")
+    if DEBUG:
+        raise ImproperlyConfigured("DEBUG=1 cannot be used with ARENA_PRODUCTION=1 (it shows settings and code to visitors)")
+    if not env_list("ALLOWED_HOSTS", []):
+        raise ImproperlyConfigured("ALLOWED_HOSTS must name the site's host(s) when ARENA_PRODUCTION=1")
 # Salt for hashing voter ids in exports; separate from SECRET_KEY so it can be rotated on its own.
 VOTER_HASH_SALT = env_str("VOTER_HASH_SALT", SECRET_KEY)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+# --- HTTPS (on with ARENA_PRODUCTION; each switch can be set on its own) -----------------------------------------------
+# Behind a TLS-terminating proxy, name the header it sets on HTTPS requests, e.g. HTTP_X_FORWARDED_PROTO=https (the
+# proxy must overwrite it on every request); without it Django sees plain HTTP and the redirect below would loop.
+SECURE_PROXY_SSL_HEADER = env_header_value("SECURE_PROXY_SSL_HEADER")
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", ARENA_PRODUCTION)  # off where the proxy redirects to HTTPS itself
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if ARENA_PRODUCTION else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", ARENA_PRODUCTION)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", ARENA_PRODUCTION)
+SILENCED_SYSTEM_CHECKS: list[str] = []
+if ARENA_PRODUCTION and not SECURE_SSL_REDIRECT and SECURE_PROXY_SSL_HEADER:
+    # The TLS proxy redirects plain HTTP itself (that is what turning the redirect off behind it means).
+    SILENCED_SYSTEM_CHECKS.append("security.W008")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -106,18 +126,24 @@ SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 60 * 60 * 24 * 365, minimum=60)
-SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
+SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", ARENA_PRODUCTION)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 
 RATELIMIT_ENABLE = env_bool("RATELIMIT_ENABLE", True)
 # When the cache (Redis) is unreachable, requests are let through rather than refused: voting goes on and the
 # limits apply again once the cache is back.
 RATELIMIT_FAIL_OPEN = True
-RATELIMIT_VOTER = env_str("RATELIMIT_VOTER", "60/m")  # polls + votes per voter
-RATELIMIT_IP = env_str("RATELIMIT_IP", "600/m")  # polls + votes per client address
-RATELIMIT_FREE_PROMPT = env_str("RATELIMIT_FREE_PROMPT", "10/m")  # live generations per voter
-# Behind a proxy, set to the header that carries the client address (e.g. HTTP_X_FORWARDED_FOR).
+# Each limit counts per voter (the cookie) and per client address, so a client that drops its cookie is still
+# counted by its address. Rates are django-ratelimit's "N/s|m|h|d".
+RATELIMIT_VOTER = env_rate("RATELIMIT_VOTER", "60/m")  # polls issued + votes, per voter (each counted on its own)
+RATELIMIT_IP = env_rate("RATELIMIT_IP", "600/m")  # polls issued + votes, per client address (several voters behind one NAT)
+RATELIMIT_FREE_PROMPT = env_rate("RATELIMIT_FREE_PROMPT", "10/m")  # live generations per voter
+RATELIMIT_FREE_PROMPT_IP = env_rate("RATELIMIT_FREE_PROMPT_IP", "30/m")  # live generations per client address
+# Behind a proxy, set to the header that carries the client address (e.g. HTTP_X_FORWARDED_FOR) and say how many
+# proxies of yours append to it: the address is read that many entries from the right, since everything to its left
+# came from the client and can be forged.
 CLIENT_IP_HEADER = env_str("CLIENT_IP_HEADER", "REMOTE_ADDR")
+CLIENT_IP_TRUSTED_PROXIES = env_int("CLIENT_IP_TRUSTED_PROXIES", 1, minimum=1, maximum=10)
 
 # --- the arena ----------------------------------------------------------------------------------------------
 POLL_TTL_SECONDS = env_int("POLL_TTL_SECONDS", 15 * 60, minimum=10)
@@ -216,9 +242,11 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 
 REST_FRAMEWORK = {
+    # Token first: a bad or missing token is a 401 with WWW-Authenticate (DRF answers 403 when the first class is
+    # the session's, which has no challenge to offer).
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

@@ -7,6 +7,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from generation import services
@@ -193,12 +194,23 @@ class GenerationTaskAdmin(admin.ModelAdmin):
 @admin.register(Image)
 class ImageAdmin(admin.ModelAdmin):
     list_display = ("id", "thumb_preview", "variant", "seed", "sampler", "steps", "cfg_scale", "width", "height",
-                    "seconds", "created_at")
-    list_filter = ("variant", "sampler")
+                    "seconds", "created_at", "showcase_at")
+    list_filter = ("variant", "sampler", ("showcase_at", admin.EmptyFieldListFilter))
     list_select_related = ("variant",)
     search_fields = ("prompt__text", "settings_key")
     raw_id_fields = ("prompt", "job")
-    readonly_fields = ("thumb_preview", "settings_key", "created_at", "download")
+    readonly_fields = ("thumb_preview", "settings_key", "created_at", "download", "showcase_at")
+    actions = ["showcase"]
+
+    @admin.action(description="Showcase: take these images' prompts out of the polls for good (for the model pages)")
+    def showcase(self, request, queryset):
+        """Every image of the selected images' prompt texts leaves the poll pool; the arena shows them with their
+        models once no poll can show them any more. There is no way back: an image once shown with its model would
+        give its polls away."""
+        texts = set(queryset.values_list("prompt__text", flat=True))
+        count = Image.objects.filter(prompt__text__in=texts, showcase_at__isnull=True).update(showcase_at=timezone.now())
+        self.message_user(request, f"{count} image(s) of {len(texts)} prompt(s) taken out of the polls; they appear on "
+                                   "their model pages once every poll that could show them has expired.")
 
     @admin.display(description="image")
     def thumb_preview(self, obj):

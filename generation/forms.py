@@ -20,7 +20,7 @@ def parse_seeds(text: str) -> list[int]:
     text = (text or "").strip()
     if not text:
         raise ValidationError("give at least one seed")
-    match = re.fullmatch(r"random\s*[:x ]\s*(\d+)", text, flags=re.IGNORECASE)
+    match = re.fullmatch(r"random\s*[:x ]\s*([0-9]{1,6})", text, flags=re.IGNORECASE)
     if match:
         count = int(match.group(1))
         if not 1 <= count <= MAX_SEEDS:
@@ -31,7 +31,7 @@ def parse_seeds(text: str) -> list[int]:
     for part in re.split(r"[,\s]+", text):
         if not part:
             continue
-        range_match = re.fullmatch(r"(\d+)\s*-\s*(\d+)", part)
+        range_match = re.fullmatch(r"([0-9]{1,20})\s*-\s*([0-9]{1,20})", part)
         if range_match:
             low, high = int(range_match.group(1)), int(range_match.group(2))
             if high < low:
@@ -39,8 +39,8 @@ def parse_seeds(text: str) -> list[int]:
             if high - low + 1 > MAX_SEEDS:
                 raise ValidationError(f"the range {part} has more than {MAX_SEEDS} seeds")
             seeds.extend(range(low, high + 1))
-        elif part.isdigit():
-            seeds.append(int(part))
+        elif re.fullmatch(r"[0-9]{1,20}", part):  # ASCII digits: isdigit() is true for "²", and int() of
+            seeds.append(int(part))  # thousands of digits raises
         else:
             raise ValidationError(f"{part!r} is not a seed (use whole numbers, ranges like 1-4, or random:4)")
     seeds = list(dict.fromkeys(seeds))
@@ -51,12 +51,32 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
+_PK = re.compile(r"[0-9]{1,18}")
+
+
+class StrictModelChoiceField(forms.ModelChoiceField):
+    """A primary key must be ASCII digits before it is looked up (SQLite cannot even bind a 20-digit integer)."""
+
+    def to_python(self, value):
+        if value not in self.empty_values and not _PK.fullmatch(str(value)):
+            raise ValidationError(self.error_messages["invalid_choice"], code="invalid_choice")
+        return super().to_python(value)
+
+
+class StrictModelMultipleChoiceField(forms.ModelMultipleChoiceField):
+    def clean(self, value):
+        for pk in value if isinstance(value, (list, tuple)) else ():
+            if not _PK.fullmatch(str(pk)):
+                raise ValidationError(self.error_messages["invalid_pk_value"], code="invalid_pk_value", params={"pk": pk})
+        return super().clean(value)
+
+
 class JobForm(forms.Form):
     name = forms.CharField(max_length=200, required=False)
-    variants = forms.ModelMultipleChoiceField(
+    variants = StrictModelMultipleChoiceField(
         queryset=ModelVariant.objects.none(), widget=forms.CheckboxSelectMultiple, label="Models"
     )
-    prompt_set = forms.ModelChoiceField(queryset=PromptSet.objects.none(), required=False, empty_label="— pasted prompts —")
+    prompt_set = StrictModelChoiceField(queryset=PromptSet.objects.none(), required=False, empty_label="— pasted prompts —")
     prompt_text = forms.CharField(widget=forms.Textarea(attrs={"rows": 4, "placeholder": "one prompt a line"}),
                                   required=False, label="Pasted prompts", max_length=200_000)
     seeds = forms.CharField(initial="1, 2", help_text="e.g. 1, 2, 3 · 10-13 · random:4", max_length=5000)

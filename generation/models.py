@@ -227,6 +227,11 @@ class Image(SamplerFields):
     worker = models.CharField(max_length=200, blank=True)
     job = models.ForeignKey(GenerationJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="images")
     created_at = models.DateTimeField(auto_now_add=True)
+    # An admin's showcase pick: from this moment the image is out of the poll pool, and once every poll that could
+    # have drawn it has expired it may be shown with its model (arena.permissions decides what is shown).
+    showcase_at = models.DateTimeField(
+        null=True, blank=True, help_text="taken out of polls for the model pages at this time (never put back)"
+    )
 
     class Meta:
         constraints = [

@@ -4,6 +4,8 @@ the full page and, for htmx requests, its partial."""
 
 from __future__ import annotations
 
+import re
+
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
@@ -129,8 +131,9 @@ def characters(request: HttpRequest) -> HttpResponse:
 @require_GET
 def images(request: HttpRequest) -> HttpResponse:
     variant = None
-    if request.GET.get("model"):
-        variant = ModelVariant.objects.filter(pk=request.GET["model"]).first() if request.GET["model"].isdigit() else None
+    model = request.GET.get("model") or ""
+    if re.fullmatch(r"[0-9]{1,18}", model):  # ASCII digits only: isdigit() is true for "²", which no query takes
+        variant = ModelVariant.objects.filter(pk=model).first()
     context = {"images": selectors.images_recent(limit=120, variant=variant), "variant": variant,
                "variants": ModelVariant.objects.order_by("name")}
     return render(request, "generation/images.html", context)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from django.db.models import Exists, OuterRef
 
 from arena.models import Mode, Poll, Rating, Scope, Vote
+from arena.permissions import images_revealed
 from arena.rating_settings import elo_params, trueskill_params
 from arena.selectors.votelog import counted_votes
 from generation.models import Image, ModelVariant
@@ -65,8 +66,10 @@ def model_ratings(variant_id: int) -> dict[str, Rating]:
     return ratings_by_scope(variant_id, Rating.objects.filter(variant_id=variant_id))
 
 
-def model_images(variant_id: int, limit: int = 24) -> list[Image]:
-    return list(Image.objects.filter(variant_id=variant_id).select_related("prompt").order_by("-created_at")[:limit])
+def model_images(variant_id: int, *, viewer, limit: int = 24) -> list[Image]:
+    """The newest images of a model that ``viewer`` may see with it (``arena.permissions.images_revealed``)."""
+    images = images_revealed(Image.objects.filter(variant_id=variant_id), viewer=viewer)
+    return list(images.select_related("prompt").order_by("-created_at", "-id")[:limit])
 
 
 def scope_choices() -> list[tuple[str, str]]:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 
-from django.db.models import Exists, FilteredRelation, OuterRef, Q
+from django.db.models import FilteredRelation, Q
 
 from arena.models import Poll, PollEntry
+from arena.permissions import free_prompts_listed
 from arena.rating_settings import trueskill_params
 from generation.models import ModelVariant, Prompt
 from ratings.matchmaking import Candidate
@@ -61,10 +62,10 @@ def poll_with_entries(token) -> Poll | None:
 
 
 def free_prompt_pool(limit: int = 20) -> list[Prompt]:
-    """Recent free prompts that were generated successfully, newest first, one per text."""
-    shown = Poll.objects.filter(prompt_id=OuterRef("pk"), status__in=[Poll.Status.READY, Poll.Status.VOTED])
+    """Recent free prompts whose duel was voted or expired (``arena.permissions.free_prompts_listed``), newest
+    first, one per text."""
     seen, out = set(), []
-    for prompt in Prompt.objects.filter(source=Prompt.Source.FREE).filter(Exists(shown)).order_by("-created_at")[: limit * 3]:
+    for prompt in free_prompts_listed(Prompt.objects.all()).order_by("-created_at", "-id")[: limit * 3]:
         if prompt.text not in seen:
             seen.add(prompt.text)
             out.append(prompt)
@@ -74,9 +75,7 @@ def free_prompt_pool(limit: int = 20) -> list[Prompt]:
 
 
 def free_prompt_from_pool(prompt_id: int) -> Prompt | None:
-    shown = Poll.objects.filter(prompt_id=OuterRef("pk"), status__in=[Poll.Status.READY, Poll.Status.VOTED])
-    return Prompt.objects.filter(id=prompt_id, source=Prompt.Source.FREE).filter(Exists(shown)).first()
-
+    return free_prompts_listed(Prompt.objects.filter(id=prompt_id)).first()
 
 
 def revealed_images(*, voter_key: str) -> set[int]:

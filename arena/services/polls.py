@@ -195,6 +195,9 @@ def poll_refresh(*, poll: Poll) -> Poll:
     entries = list(poll.entries.select_related("task"))
     tasks = [e.task for e in entries]
     now = timezone.now()
+    if now > poll.expires_at:  # never ready after its time: a poll past expiry stays closed (the anonymity rule relies on it)
+        generation_services.tasks_cancel(task_ids=[t.id for t in tasks if t], error="the voter's duel expired")
+        return _poll_fail(poll, "This duel expired before its images were shown. It is not counted; try again.")
     failed = [t for t in tasks if t is None or t.status in (GenerationTask.Status.FAILED, GenerationTask.Status.CANCELLED)]
     if failed:
         reason = next((t.error for t in failed if t is not None and t.error), "") or "a model could not generate it"

@@ -1,4 +1,5 @@
-"""Model pages, and the files behind them (thumbnails after the fact; originals for staff)."""
+"""Model pages, and the files behind them: thumbnails of the images ``arena.permissions.images_revealed`` lets the
+viewer see with their model, and (staff only) the originals and every other media file."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
 from arena import selectors
-from arena.permissions import staff_required
-from generation.models import ModelVariant
+from arena.permissions import images_revealed, is_staff, staff_required
+from generation.models import Image, ModelVariant
 
 
 @require_GET
@@ -19,7 +20,7 @@ def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "variant": variant,
         "ratings": selectors.model_ratings(pk),
         "record": selectors.model_record(pk),
-        "images": selectors.model_images(pk),
+        "images": selectors.model_images(pk, viewer=request.user),
         "scopes": selectors.scope_choices(),
     }
     return render(request, "arena/model.html", context)
@@ -37,14 +38,20 @@ def staff_media(request: HttpRequest, path: str) -> HttpResponse:
 
 
 @require_GET
-def public_thumb(request: HttpRequest, path: str) -> HttpResponse:
-    """Thumbnails shown on model pages (after the fact, never in a poll)."""
-    full = f"t/{path}"
-    if ".." in path.split("/") or not default_storage.exists(full):
+def image_thumb(request: HttpRequest, image_id: int) -> HttpResponse:
+    """``/images/<id>/thumb.webp``: the thumbnail of an image the viewer may see with its model (the model page's
+    gallery); anything else is the same 404 as a missing image, so the answer says nothing about polls."""
+    image = images_revealed(Image.objects.filter(pk=image_id), viewer=request.user).only("id", "thumb").first()
+    if image is None or not image.thumb:
         raise Http404("no such thumbnail")
-    with default_storage.open(full, "rb") as fh:
-        data = fh.read()
+    try:
+        with image.thumb.open("rb") as fh:
+            data = fh.read()
+    except OSError:
+        raise Http404("no such thumbnail") from None
     response = HttpResponse(data, content_type="image/webp")
-    response["Cache-Control"] = "public, max-age=86400"
+    # Short and private for staff (they see pool images too); a revealed image stays revealed unless its prompt is
+    # taken into a new duel, so public caches keep it only briefly.
+    response["Cache-Control"] = "private, max-age=300" if is_staff(request.user) else "public, max-age=300"
+    response["X-Content-Type-Options"] = "nosniff"
     return response
-

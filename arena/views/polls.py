@@ -10,7 +10,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from arena import pollgroups, polltickets, selectors, services
+from arena import inputs, pollgroups, polltickets, selectors, services
 from arena.polltickets import PollTicket
 from arena.services.polls import IssuedPoll
 from arena.errors import ArenaError, PollForbidden, PollNotFound, PromptRejected
@@ -68,14 +68,12 @@ def free_for_all(request: HttpRequest) -> HttpResponse:
 def free_duel(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         return _poll_page(request, Mode.FREE, None, {"pool": selectors.free_prompt_pool(), "max_chars": settings.FREE_PROMPT_MAX_CHARS})
-    prompt_id = request.POST.get("prompt_id") or None
     try:
-        rate_limit(request, "free", settings.RATELIMIT_FREE_PROMPT)
-        if prompt_id is not None and not prompt_id.isdigit():
-            raise PromptRejected("That prompt is not in the pool.")
+        rate_limit(request, "free")
+        prompt_id = inputs.prompt_id_clean(inputs.single(request.POST, "prompt_id", error=PromptRejected))
         poll = services.free_poll_create(
             voter_key=voter_key(request), ip_hash=client_ip_hash(request),
-            prompt_text=request.POST.get("prompt", ""), prompt_id=int(prompt_id) if prompt_id else None,
+            prompt_text=inputs.single(request.POST, "prompt", error=PromptRejected) or "", prompt_id=prompt_id,
         )
     except ArenaError as exc:
         return error_response(request, exc, Mode.FREE)
@@ -157,38 +155,15 @@ def poll_image(request: HttpRequest, token: str, position: int) -> HttpResponse:
     return response
 
 
-def _parse_vote(post) -> tuple[str, int | None, list[int] | None]:
-    choice = post.get("choice", "")
-    best = ranking = None
-    if choice == Vote.Choice.BEST:
-        raw = post.get("best", "")
-        best = int(raw) if raw.isdigit() else -1
-    elif choice == Vote.Choice.RANKING:
-        raw = post.get("ranking", "")
-        if raw:
-            parts = raw.split(",")
-            ranking = [int(p) for p in parts if p.strip().isdigit()] if len(parts) <= 4 else []
-            if len(ranking) != len(parts):
-                ranking = []
-        else:  # one select per image giving its place (1 = best), for the form that works without JavaScript
-            places = {}
-            for position in range(4):
-                value = post.get(f"place_{position}", "")
-                if value.isdigit():
-                    places[position] = int(value)
-            ranking = [p for p, _ in sorted(places.items(), key=lambda kv: kv[1])] if sorted(places.values()) == [1, 2, 3, 4] else []
-    return choice, best, ranking
-
-
 @poll_response
 @require_POST
 def poll_vote(request: HttpRequest, token: str) -> HttpResponse:
-    choice, best, ranking = _parse_vote(request.POST)
     try:
         rate_limit(request, "vote")
+        vote = inputs.vote_input_clean(request.POST)
         result = services.vote_cast(
             poll_token=str(token), voter_key=voter_key(request), ip_hash=client_ip_hash(request),
-            choice=choice, best=best, ranking=ranking,
+            choice=vote.choice, best=vote.best, ranking=vote.ranking,
         )
     except ArenaError as exc:
         return error_response(request, exc)

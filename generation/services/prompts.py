@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import unicodedata
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
@@ -82,6 +83,11 @@ def prompt_rows_parse(*, data: bytes | str, filename: str = "") -> list[PromptRo
     for number, row in enumerate(rows, 1):
         if len(row.text) > MAX_PROMPT_CHARS:
             raise ValidationError(f"prompt {number} is longer than {MAX_PROMPT_CHARS} characters")
+        for value in (row.text, row.negative_prompt, row.character):
+            bad = next((ch for ch in value if ch != "\t" and unicodedata.category(ch) in ("Cc", "Cf", "Cs")), None)
+            if bad is not None:  # NUL cannot be stored in PostgreSQL; the others are invisible or reorder text
+                raise ValidationError(f"prompt {number} contains an invisible control or formatting character "
+                                      f"(U+{ord(bad):04X})")
     return rows
 
 

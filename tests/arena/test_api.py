@@ -164,3 +164,50 @@ def test_openapi_schema_and_docs(client, db):
     validate_schema(schema_document())
     docs = client.get("/api/docs/")
     assert docs.status_code == 200 and b"/api/votes/" in docs.content and b"Authorization: Token" in docs.content
+
+
+@pytest.mark.parametrize("query", [
+    "offset=null&offset=null", "offset=null", "offset=-1", "offset=²", "offset=" + "9" * 5000, "limit=0", "limit=1001",
+    "limit=", "limit=1&limit=2", "mode=", "mode=fixed&mode=free", "mode=x",
+])
+def test_bad_list_parameters_are_a_400_that_names_them(client, log, query):
+    response = client.get(f"/api/polls/?{query}")
+    assert response.status_code == 400, query
+    name = query.split("=")[0]
+    assert list(response.json()) == [name] and response.json()[name][0]
+
+
+@pytest.mark.parametrize("url", ["/api/leaderboard/?scope=", "/api/leaderboard/?scope=fixed&scope=free",
+                                 "/api/votes/?scope=", "/api/votes/?counted=", "/api/votes/?counted=true&counted=false"])
+def test_an_empty_or_repeated_scope_or_flag_is_a_400(client, log, token, url):
+    response = client.get(url, HTTP_AUTHORIZATION=f"Token {token.key}")
+    assert response.status_code == 400, url
+    assert LeaderboardSnapshot.objects.count() == 0
+
+
+def test_good_paging_still_pages(client, log):
+    first = client.get("/api/polls/?limit=2").json()
+    second = client.get("/api/polls/?limit=2&offset=2").json()
+    assert first["count"] == second["count"] == 15
+    assert len(first["results"]) == len(second["results"]) == 2
+    assert {p["token"] for p in first["results"]}.isdisjoint(p["token"] for p in second["results"])
+
+
+def test_a_bad_token_is_a_401_everywhere(client, log):
+    for url in ("/api/models/", "/api/polls/", "/api/leaderboard/", "/api/votes/"):
+        response = client.get(url, HTTP_AUTHORIZATION="Token wrong")
+        assert response.status_code == 401 and response["WWW-Authenticate"] == "Token", url
+
+
+def test_the_schema_documents_every_status_an_operation_returns(client, db):
+    schema = json.loads(client.get("/api/schema/?format=json").content)
+    statuses = {path: set(ops["get"]["responses"]) for path, ops in schema["paths"].items() if path != "/api/schema/"}
+    for path, codes in statuses.items():
+        assert {"200", "401"} <= codes, path
+    for path in ("/api/leaderboard/", "/api/leaderboard/{scope}/", "/api/models/", "/api/polls/", "/api/votes/"):
+        assert "400" in statuses[path], path
+    for path in ("/api/models/{id}/", "/api/polls/{token}/", "/api/votes/{id}/"):
+        assert "404" in statuses[path] and "400" not in statuses[path], path
+    assert "403" in statuses["/api/votes/"] and "403" in statuses["/api/votes/{id}/"]
+    limit = next(p for p in schema["paths"]["/api/polls/"]["get"]["parameters"] if p["name"] == "limit")
+    assert limit["schema"]["minimum"] == 1 and limit["schema"]["maximum"] == 1000

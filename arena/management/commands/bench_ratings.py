@@ -5,6 +5,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
+from arena.inputs import cli_int
 from ratings.bench import run_bench
 
 
@@ -18,10 +19,10 @@ class Command(BaseCommand):
     requires_migrations_checks = False
 
     def add_arguments(self, parser):
-        parser.add_argument("--votes", type=int, default=1_000_000)
-        parser.add_argument("--models", type=int, default=50)
-        parser.add_argument("--seed", type=int, default=0)
-        parser.add_argument("--rounds", type=int, default=100, help="bootstrap rounds")
+        parser.add_argument("--votes", type=cli_int(minimum=None), default=1_000_000)
+        parser.add_argument("--models", type=cli_int(minimum=None), default=50)
+        parser.add_argument("--seed", type=cli_int(minimum=None), default=0)
+        parser.add_argument("--rounds", type=cli_int(minimum=None), default=100, help="bootstrap rounds")
         parser.add_argument("--export-battles", metavar="FILE", help="also write the log in the clean-battle format")
         parser.add_argument("--out", metavar="FILE", help="also write the computed ratings and the parameters")
 

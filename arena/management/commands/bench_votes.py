@@ -19,17 +19,20 @@ class Command(BaseCommand):
     help = "Benchmark full vote cycles through gunicorn (open loop with --rate, closed loop with --clients)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--rate", type=float, default=0.0, help="open loop: cycles (votes) per second")
-        parser.add_argument("--clients", type=int, default=16, help="closed loop: voters back to back")
-        parser.add_argument("--seconds", type=float, default=20.0)
-        parser.add_argument("--think", type=float, default=2.0, help="open loop: median think time in seconds")
-        parser.add_argument("--ffa-share", type=float, default=0.25, help="share of cycles that are free-for-all")
-        parser.add_argument("--voters", type=int, default=2000, help="open loop: distinct voters")
-        parser.add_argument("--models", type=int, default=12)
-        parser.add_argument("--prompts", type=int, default=30)
-        parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
-        parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker")
-        parser.add_argument("--generators", type=int, default=1, help="load-generator processes")
+        from arena.inputs import cli_float, cli_int
+
+        parser.add_argument("--rate", type=cli_float(minimum=0), default=0.0, help="open loop: cycles (votes) per second")
+        parser.add_argument("--clients", type=cli_int(minimum=1), default=16, help="closed loop: voters back to back")
+        parser.add_argument("--seconds", type=cli_float(minimum=0.1), default=20.0)
+        parser.add_argument("--think", type=cli_float(minimum=0), default=2.0, help="open loop: median think time in seconds")
+        parser.add_argument("--ffa-share", type=cli_float(minimum=0, maximum=1), default=0.25,
+                            help="share of cycles that are free-for-all")
+        parser.add_argument("--voters", type=cli_int(minimum=1), default=2000, help="open loop: distinct voters")
+        parser.add_argument("--models", type=cli_int(minimum=2), default=12)
+        parser.add_argument("--prompts", type=cli_int(minimum=1), default=30)
+        parser.add_argument("--workers", type=cli_int(minimum=1), default=2, help="gunicorn workers")
+        parser.add_argument("--threads", type=cli_int(minimum=1), default=4, help="gunicorn threads per worker")
+        parser.add_argument("--generators", type=cli_int(minimum=1), default=1, help="load-generator processes")
         parser.add_argument("--keep", action="store_true", help="keep the bench database afterwards")
         parser.add_argument("--seed-only", action="store_true", help="(internal: seed the bench database)")
         parser.add_argument("--check-only", metavar="TOKENS_FILE", help="(internal: check the bench database)")

@@ -4,6 +4,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
+from arena.inputs import cli_float, cli_int
 from ratings.matchmaking import STRATEGIES
 from ratings.simulate import MODES, simulate_arena
 
@@ -19,20 +20,20 @@ class Command(BaseCommand):
     requires_migrations_checks = False
 
     def add_arguments(self, parser):
-        parser.add_argument("--models", type=int, default=50)
+        parser.add_argument("--models", type=cli_int(minimum=None), default=50)
         parser.add_argument("--mode", choices=sorted(MODES), default="ffa4")
         parser.add_argument("--strategy", choices=STRATEGIES, default="active")
-        parser.add_argument("--seed", type=int, default=0)
-        parser.add_argument("--flip", type=float, default=0.0, help="probability that a voter answers at random")
-        parser.add_argument("--votes", type=int, default=3000, help="votes in the chosen strategy's run")
-        parser.add_argument("--baseline-votes", type=int, default=30000, help="votes in the uniform-duel baseline run")
-        parser.add_argument("--spacing", type=float, default=40.0, help="Elo points between neighbouring true skills")
+        parser.add_argument("--seed", type=cli_int(minimum=None), default=0)
+        parser.add_argument("--flip", type=cli_float(), default=0.0, help="probability that a voter answers at random")
+        parser.add_argument("--votes", type=cli_int(minimum=None), default=3000, help="votes in the chosen strategy's run")
+        parser.add_argument("--baseline-votes", type=cli_int(minimum=None), default=30000, help="votes in the uniform-duel baseline run")
+        parser.add_argument("--spacing", type=cli_float(), default=40.0, help="Elo points between neighbouring true skills")
         parser.add_argument("--full-ranking", action="store_true", help="free-for-all voters rank all four images")
-        parser.add_argument("--threshold", type=float, default=0.9, help="Kendall tau that counts as converged")
-        parser.add_argument("--bt-every", type=int, default=10, help="refit Bradley–Terry every N votes")
-        parser.add_argument("--newcomer-warmup", type=int, default=600,
+        parser.add_argument("--threshold", type=cli_float(), default=0.9, help="Kendall tau that counts as converged")
+        parser.add_argument("--bt-every", type=cli_int(minimum=None), default=10, help="refit Bradley–Terry every N votes")
+        parser.add_argument("--newcomer-warmup", type=cli_int(minimum=None), default=600,
                             help="votes before a new model joins, in the newcomer run")
-        parser.add_argument("--newcomer-after", type=int, default=300,
+        parser.add_argument("--newcomer-after", type=cli_int(minimum=None), default=300,
                             help="votes after the new model joins (0: skip the newcomer run)")
 
     def handle(self, *args, **opts):
