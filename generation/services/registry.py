@@ -127,6 +127,8 @@ def variant_check(*, variant: ModelVariant, changed: Collection[str] | None = No
     defaults = SamplerSettings.of(variant, seed=0, negative_prompt="")
     if defaults.errors():
         raise ValidationError(defaults.errors())
+    # one spelling of equal settings: "DPM++ 2M Karras" is stored as "DPM++ 2M" with "Automatic", as jobs store it
+    variant.sampler, variant.schedule_type = defaults.sampler, defaults.schedule_type
 
 
 def _checkpoint_fill(variant: ModelVariant) -> None:
