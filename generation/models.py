@@ -98,6 +98,8 @@ class ModelVariant(HiresFields):
     health_message = models.CharField(max_length=500, blank=True)
     has_ztsnr = models.BooleanField(default=False, help_text="checkpoint carries the ztsnr marker key")
     checkpoint_notes = models.CharField(max_length=500, blank=True, help_text="what the checkpoint check found")
+    model_hash = models.CharField(max_length=10, blank=True,
+                                  help_text="A1111's short hash (sha256 of the file, 10 hex digits); a diffusers folder has none")
     matchmaking_weight = models.FloatField(default=1.0)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -132,6 +134,25 @@ class VariantLora(models.Model):
 
     def __str__(self) -> str:
         return f"{self.path}:{self.weight:g}"
+
+
+class Lora(models.Model):
+    """A LoRA file registered by name: ``<lora:NAME:WEIGHT>`` (or ``<lora:NAME:TE:UNET>``) in a fixed prompt applies
+    it to whichever model renders the prompt, as A1111 does. Registered by ``register_lora`` and admin through
+    ``services.lora_save``, which checks the file and stores A1111's short hash (the PNG record's ``Lora hashes``)."""
+
+    name = models.CharField(max_length=200, unique=True, help_text="the name prompts use: <lora:NAME:1>")
+    path = models.CharField(max_length=1000)
+    format = models.CharField(max_length=10, choices=LoraFormat.choices, default=LoraFormat.KOHYA)
+    short_hash = models.CharField(max_length=12, blank=True, help_text="A1111's short hash (12 hex digits)")
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class Character(models.Model):
