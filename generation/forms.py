@@ -196,11 +196,12 @@ class ModelVariantAdminForm(forms.ModelForm):
         model = ModelVariant
         fields = "__all__"
         labels = {"sampler": "Sampling method", "enable_hr": "Hires. fix", "hr_scale": "Upscale by",
-                  "hr_second_pass_steps": "Hires steps", "hr_upscaler": "Upscaler"}
+                  "hr_second_pass_steps": "Hires steps", "hr_upscaler": "Upscaler", "guidance_rescale": "CFG rescale"}
         help_texts = {"schedule_type": SCHEDULE_TYPE_HELP.split(". Empty")[0], "enable_hr": HIRES_HELP,
                       "hr_second_pass_steps": HIRES_STEPS_HELP, "denoising_strength": DENOISING_HELP,
                       "hr_scale": HR_SCALE_HELP, "clip_skip": "as A1111 and Forge on SDXL: 1 and 2 both use the "
-                                                          "penultimate layer"}
+                                                          "penultimate layer",
+                      "guidance_rescale": "Forge's Rescale CFG (φ, 0–1; 0 = off): v-prediction models often use 0.7"}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

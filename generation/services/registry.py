@@ -126,8 +126,11 @@ def variant_check(*, variant: ModelVariant, changed: Collection[str] | None = No
     if variant.cfg_scale is None:
         variant.cfg_scale = DEFAULT_CFG_SCALE[variant.prediction_type]
     defaults = SamplerSettings.of(variant, seed=0, negative_prompt="")
-    if defaults.errors():
-        raise ValidationError(defaults.errors())
+    errors = defaults.errors()
+    if not 0 <= float(variant.guidance_rescale) <= 1:
+        errors.setdefault("guidance_rescale", []).append("CFG rescale must be 0–1 (0 = off)")
+    if errors:
+        raise ValidationError(errors)
     # one spelling of equal settings: "DPM++ 2M Karras" is stored as "DPM++ 2M" with "Automatic", as jobs store it
     variant.sampler, variant.schedule_type = defaults.sampler, defaults.schedule_type
 

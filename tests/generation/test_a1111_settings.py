@@ -160,11 +160,13 @@ def test_hires_at_one_step_and_half_denoise_is_a_valid_job(django_capture_on_com
 
 def test_a_models_defaults_are_checked_and_stored_as_a1111s_pair():
     variant = ModelVariant(name="Imported", source_type="none", sampler="DPM++ 2M SDE Karras", enable_hr=True,
-                           hr_scale=9.0)
+                           hr_scale=9.0, guidance_rescale=1.5)
     with pytest.raises(ValidationError) as info:
         services.variant_save(variant=variant)
     assert "hires upscale must be 1–4" in info.value.message_dict["hr_scale"][0]
-    variant.hr_scale = 1.5
+    assert info.value.message_dict["guidance_rescale"] == ["CFG rescale must be 0–1 (0 = off)"]
+    assert not ModelVariant.objects.exists()
+    variant.hr_scale, variant.guidance_rescale = 1.5, 0.7
     services.variant_save(variant=variant)
     variant.refresh_from_db()
     assert (variant.sampler, variant.schedule_type, variant.enable_hr, variant.hr_scale) == (
