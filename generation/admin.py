@@ -11,13 +11,14 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from generation import services
-from generation.forms import ModelVariantAdminForm, VariantLoraAdminForm
+from generation.forms import LoraAdminForm, ModelVariantAdminForm, VariantLoraAdminForm
 from generation.models import (
     Character,
     CharacterReference,
     GenerationJob,
     GenerationTask,
     Image,
+    Lora,
     ModelVariant,
     Prompt,
     PromptSet,
@@ -50,15 +51,17 @@ class ModelVariantAdmin(admin.ModelAdmin):
     list_filter = ("enabled", "kind", "prediction_type", "health", "family")
     list_editable = ("enabled", "matchmaking_weight")
     search_fields = ("name", "family", "version", "source_path")
-    readonly_fields = ("has_ztsnr", "checkpoint_notes", "health_message", "created_at")
+    readonly_fields = ("has_ztsnr", "checkpoint_notes", "model_hash", "health_message", "created_at")
     autocomplete_fields = ("parent",)
-    actions = ["mark_healthy"]
+    actions = ["mark_healthy", "refresh_hash"]
     fieldsets = (
         (None, {"fields": ("name", "family", "version", "kind", "parent", "description", "enabled", "matchmaking_weight")}),
         ("Checkpoint", {"fields": ("source_type", "source_path", "config_path", "prediction_type", "has_ztsnr",
-                                   "checkpoint_notes", "health", "health_message")}),
-        ("Default sampler settings", {"fields": ("sampler", "steps", "cfg_scale", "width", "height", "clip_skip",
-                                                 "guidance_rescale")}),
+                                   "model_hash", "checkpoint_notes", "health", "health_message")}),
+        ("Default sampler settings", {"fields": ("sampler", "schedule_type", "steps", "cfg_scale", "width", "height",
+                                                 "clip_skip", "guidance_rescale")}),
+        ("Default hires. fix", {"fields": ("enable_hr", "hr_upscaler", "hr_second_pass_steps", "denoising_strength",
+                                           "hr_scale")}),
         (None, {"fields": ("created_at",)}),
     )
 
@@ -76,6 +79,30 @@ class ModelVariantAdmin(admin.ModelAdmin):
         for variant in queryset:
             services.variant_mark_healthy(variant_id=variant.pk)
         self.message_user(request, f"{queryset.count()} models marked healthy.", messages.SUCCESS)
+
+    @admin.action(description="Hash the checkpoint again (A1111's Model hash)")
+    def refresh_hash(self, request, queryset):
+        for variant in queryset:
+            try:
+                value = services.variant_hash_refresh(variant=variant)
+            except ValidationError as exc:
+                self.message_user(request, " ".join(exc.messages), messages.WARNING)
+            else:
+                self.message_user(request, f"{variant.name}: {value or 'no hash (a diffusers folder)'}", messages.SUCCESS)
+
+
+@admin.register(Lora)
+class LoraAdmin(admin.ModelAdmin):
+    """LoRAs that prompts apply by name (``<lora:NAME:WEIGHT>``), saved through the service ``register_lora`` uses."""
+
+    form = LoraAdminForm
+    list_display = ("name", "format", "short_hash", "path", "created_at")
+    search_fields = ("name", "path")
+    readonly_fields = ("format", "short_hash", "created_at")
+    fields = ("name", "path", "description", "format", "short_hash", "created_at")
+
+    def save_model(self, request, obj, form, change):
+        services.lora_save(lora=obj, changed=form.changed_data if change else None)
 
 
 @admin.register(VariantLora)
@@ -193,9 +220,9 @@ class GenerationTaskAdmin(admin.ModelAdmin):
 
 @admin.register(Image)
 class ImageAdmin(admin.ModelAdmin):
-    list_display = ("id", "thumb_preview", "variant", "seed", "sampler", "steps", "cfg_scale", "width", "height",
-                    "seconds", "created_at", "showcase_at")
-    list_filter = ("variant", "sampler", ("showcase_at", admin.EmptyFieldListFilter))
+    list_display = ("id", "thumb_preview", "variant", "seed", "sampler", "schedule_type", "steps", "cfg_scale", "width",
+                    "height", "enable_hr", "seconds", "created_at", "showcase_at")
+    list_filter = ("variant", "sampler", "schedule_type", "enable_hr", ("showcase_at", admin.EmptyFieldListFilter))
     list_select_related = ("variant",)
     search_fields = ("prompt__text", "settings_key")
     raw_id_fields = ("prompt", "job")

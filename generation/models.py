@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from generation.sampling import SamplerSettings
+from generation.sampling import AUTOMATIC, SamplerSettings
 
 
 def _opaque_name(folder: str, ext: str) -> str:
@@ -33,7 +33,30 @@ def reference_path(instance: "CharacterReference", filename: str) -> str:
     return _opaque_name("ref", "png")
 
 
-class ModelVariant(models.Model):
+class LoraFormat(models.TextChoices):
+    KOHYA = "kohya", "kohya (lora_unet_*, lora_te1_*)"
+    DIFFUSERS = "diffusers", "diffusers / peft"
+
+
+class HiresFields(models.Model):
+    """A1111's schedule type and "Hires. fix" settings (names as in A1111's txt2img API), on an image, a task and
+    a model's defaults. Their defaults are ``SamplerSettings``' own, which leave the settings key unchanged."""
+
+    schedule_type = models.CharField(max_length=40, default=AUTOMATIC,
+                                     help_text="A1111's schedule type; Automatic is the sampler's own default")
+    enable_hr = models.BooleanField(default=False, verbose_name="hires fix",
+                                    help_text="upscale the image, then improve its details with an image-to-image pass")
+    hr_scale = models.FloatField(default=2.0, verbose_name="hires upscale by")
+    hr_second_pass_steps = models.PositiveSmallIntegerField(default=0, verbose_name="hires steps",
+                                                            help_text="0 = as many as the sampling steps")
+    denoising_strength = models.FloatField(default=0.7, help_text="of the hires pass")
+    hr_upscaler = models.CharField(max_length=40, default="Latent", verbose_name="hires upscaler")
+
+    class Meta:
+        abstract = True
+
+
+class ModelVariant(HiresFields):
     class Kind(models.TextChoices):
         BASE = "base", "base"
         AESTHETIC = "aesthetic", "aesthetic"
@@ -75,6 +98,8 @@ class ModelVariant(models.Model):
     health_message = models.CharField(max_length=500, blank=True)
     has_ztsnr = models.BooleanField(default=False, help_text="checkpoint carries the ztsnr marker key")
     checkpoint_notes = models.CharField(max_length=500, blank=True, help_text="what the checkpoint check found")
+    model_hash = models.CharField(max_length=10, blank=True,
+                                  help_text="A1111's short hash (sha256 of the file, 10 hex digits); a diffusers folder has none")
     matchmaking_weight = models.FloatField(default=1.0)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -92,9 +117,7 @@ class ModelVariant(models.Model):
 class VariantLora(models.Model):
     """A LoRA file applied to a variant with a weight (kohya or diffusers key naming)."""
 
-    class Format(models.TextChoices):
-        KOHYA = "kohya", "kohya (lora_unet_*, lora_te1_*)"
-        DIFFUSERS = "diffusers", "diffusers / peft"
+    Format = LoraFormat
 
     variant = models.ForeignKey(ModelVariant, on_delete=models.CASCADE, related_name="loras")
     path = models.CharField(max_length=1000)
@@ -111,6 +134,25 @@ class VariantLora(models.Model):
 
     def __str__(self) -> str:
         return f"{self.path}:{self.weight:g}"
+
+
+class Lora(models.Model):
+    """A LoRA file registered by name: ``<lora:NAME:WEIGHT>`` (or ``<lora:NAME:TE:UNET>``) in a fixed prompt applies
+    it to whichever model renders the prompt, as A1111 does. Registered by ``register_lora`` and admin through
+    ``services.lora_save``, which checks the file and stores A1111's short hash (the PNG record's ``Lora hashes``)."""
+
+    name = models.CharField(max_length=200, unique=True, help_text="the name prompts use: <lora:NAME:1>")
+    path = models.CharField(max_length=1000)
+    format = models.CharField(max_length=10, choices=LoraFormat.choices, default=LoraFormat.KOHYA)
+    short_hash = models.CharField(max_length=12, blank=True, help_text="A1111's short hash (12 hex digits)")
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class Character(models.Model):
@@ -192,9 +234,10 @@ class GenerationJob(models.Model):
         return self.name or f"job {self.pk}"
 
 
-class SamplerFields(models.Model):
+class SamplerFields(HiresFields):
     """The columns of one ``SamplerSettings``: what an image was made with, or a task will make it with.
-    A setting added to ``SamplerSettings`` gets its column here (images and tasks both)."""
+    A setting added to ``SamplerSettings`` gets its column here (images and tasks both). ``width`` and
+    ``height`` are the first pass's size (A1111's "Size"); with the hires pass on, the image is ``output_size``."""
 
     negative_prompt = models.TextField(blank=True)
     seed = models.BigIntegerField()
@@ -211,6 +254,10 @@ class SamplerFields(models.Model):
     @property
     def sampler_settings(self) -> SamplerSettings:
         return SamplerSettings.of(self)
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        return self.sampler_settings.output_size()
 
 
 class Image(SamplerFields):

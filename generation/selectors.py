@@ -179,3 +179,62 @@ def prompt_image_groups(*, min_variants: int = 2) -> QuerySet:
             .annotate(models=Count("variant", distinct=True))
             .filter(models__gte=min_variants)
             .order_by("prompt_id", "settings_key"))
+
+
+def _written_schedule(sampler: str, schedule_type: str) -> str:
+    """"Automatic (Karras)": the schedule type with what Automatic means for the sampler, as A1111 records it."""
+    from generation.pipelines.infotext import written_schedule_type
+    from generation.pipelines.types import GenerationError
+
+    if not sampler or schedule_type != "Automatic":
+        return schedule_type
+    try:
+        written = written_schedule_type(sampler, schedule_type)
+    except GenerationError:
+        return schedule_type
+    return schedule_type if written == schedule_type else f"{schedule_type} ({written})"
+
+
+def _seeds_words(seeds: list) -> str:
+    if len(seeds) <= 8:
+        return "seed " + ", ".join(str(s) for s in seeds) if len(seeds) == 1 else "seeds " + ", ".join(str(s) for s in seeds)
+    return f"{len(seeds)} seeds ({', '.join(str(s) for s in seeds[:4])} … {seeds[-1]})"
+
+
+def job_settings_words(*, job: GenerationJob) -> list[str]:
+    """What an admin asked a job for, in A1111's words: the seeds, then each setting the job chose (the others
+    are each model's default), e.g. ["seeds 1, 2", "DPM++ 2M", "schedule Automatic (Karras)", "28 steps", ...]."""
+    s = job.settings or {}
+    words = [_seeds_words(list(s.get("seeds") or []))] if s.get("seeds") else []
+    chosen = len(words)
+    if s.get("sampler"):
+        words.append(str(s["sampler"]))
+    if s.get("schedule_type") and (s.get("sampler") or s["schedule_type"] != "Automatic"):
+        words.append(f"schedule {_written_schedule(s.get('sampler', ''), s['schedule_type'])}")
+    if s.get("steps"):
+        words.append(f"{s['steps']} steps")
+    if s.get("cfg_scale") is not None:
+        words.append(f"CFG scale {s['cfg_scale']:g}")
+    if s.get("width") and s.get("height"):
+        words.append(f"{s['width']}×{s['height']}")
+    elif s.get("width") or s.get("height"):
+        words.append(f"width {s['width']}" if s.get("width") else f"height {s['height']}")
+    if s.get("clip_skip"):
+        words.append(f"clip skip {s['clip_skip']}")
+    if s.get("enable_hr") is False:
+        words.append("no hires fix")
+    hires = [f"upscale by {s['hr_scale']:g}" if s.get("hr_scale") is not None else "",
+             str(s["hr_upscaler"]) if s.get("hr_upscaler") else "",
+             (f"{s['hr_second_pass_steps']} hires steps" if s["hr_second_pass_steps"] else "hires steps as steps")
+             if s.get("hr_second_pass_steps") is not None else "",
+             f"denoising strength {s['denoising_strength']:g}" if s.get("denoising_strength") is not None else ""]
+    hires = [part for part in hires if part]
+    if s.get("enable_hr") or (hires and s.get("enable_hr") is None):
+        prefix = "hires fix" if s.get("enable_hr") else "where hires fix is on"
+        words.append(f"{prefix}: {', '.join(hires)}" if hires else prefix)
+    if "negative_prompt" in s:
+        words.append(f"negative prompt “{s['negative_prompt']}”" if s["negative_prompt"] else "no negative prompt")
+    words.append("other settings: each model's default" if len(words) > chosen else "each model's default settings")
+    if s.get("skipped_existing"):
+        words.append(f"{s['skipped_existing']} images existed already")
+    return words

@@ -49,7 +49,8 @@ def jobs(request: HttpRequest) -> HttpResponse:
 def _job_context(job: GenerationJob) -> dict:
     progress = selectors.job_progress(job=job)
     return {"job": job, "progress": progress, "polling": progress.active, "poll_seconds": POLL_SECONDS,
-            "failures": selectors.job_failures(job=job), "images": selectors.job_images(job=job, limit=24)}
+            "failures": selectors.job_failures(job=job), "images": selectors.job_images(job=job, limit=24),
+            "settings_words": selectors.job_settings_words(job=job)}
 
 
 @staff_required

@@ -6,8 +6,10 @@ import re
 import unicodedata
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 
 from arena.errors import PromptRejected
+from generation import services as generation_services
 
 RATING_TOKENS = ("general", "sensitive", "questionable", "explicit", "nsfw")
 # A prompt may hold Danbooru emoticon tags such as ">_<", but nothing that reads as an HTML tag or entity.
@@ -53,6 +55,10 @@ def free_prompt_clean(text: str) -> str:
     for word in settings.FREE_PROMPT_BLOCKLIST:
         if re.search(rf"(?<![\w]){re.escape(_fold(word))}(?![\w])", folded):
             raise PromptRejected("This prompt is not allowed here.")
+    try:  # what the pipelines would refuse (prompt editing, alternation, LoRA tags) is the voter's to fix
+        generation_services.prompt_loras_resolve(text=text, loras_allowed=False)
+    except ValidationError as exc:
+        raise PromptRejected(" ".join(exc.messages)) from None
     return text
 
 

@@ -3,7 +3,9 @@ write. Other apps, the commands and the tests call them through this facade
 (``from generation import services; services.job_create(...)``); each lives in the module of its concern:
 
 - ``registry``: checkpoint and LoRA checks, variant registration and edits (the command's and the admin's
-  one write path), model health;
+  one write path), model hashes, model health;
+- ``loras``: LoRAs registered by name (``register_lora`` and admin) and the ``<lora:NAME:WEIGHT>`` tags of
+  prompts resolved against them;
 - ``prompts``: prompt sets, pasted prompts, characters and their reference images;
 - ``images``: encoding and storing images, importing PNGs made elsewhere;
 - ``jobs``: generation jobs, live tasks for free-prompt duels (and their cancelling), the ``gpu`` queue;
@@ -22,7 +24,7 @@ from generation.sampling import (
     settings_key_for,
     size_errors,
 )
-from generation.services.images import image_encode, image_import, image_store
+from generation.services.images import image_encode, image_import, image_parameters, image_store
 from generation.services.jobs import (
     job_cancel,
     job_create,
@@ -31,6 +33,14 @@ from generation.services.jobs import (
     tasks_cancel,
     tasks_create_live,
     tasks_enqueue,
+)
+from generation.services.loras import (
+    PromptLoras,
+    lora_check_row,
+    lora_register,
+    lora_save,
+    prompt_loras_resolve,
+    prompts_check,
 )
 from generation.services.prompts import (
     character_reference_add,
@@ -45,6 +55,7 @@ from generation.services.registry import (
     lora_check,
     parse_lora_argument,
     variant_check,
+    variant_hash_refresh,
     variant_lora_save,
     variant_loras_set,
     variant_mark_failing,
@@ -55,10 +66,12 @@ from generation.services.registry import (
 from generation.services.worker import (
     MAX_TASK_ATTEMPTS,
     RunResult,
+    TaskPlan,
     TransientGenerationFault,
     generation_device,
     generation_request,
     task_complete,
+    task_plan,
     tasks_claim,
     tasks_fail,
     tasks_fail_claimed,
@@ -70,12 +83,14 @@ from generation.services.worker import (
 
 __all__ = [
     "MAX_SEED", "MAX_SIDE", "MAX_STEPS", "MAX_TASK_ATTEMPTS", "MIN_SIDE",
-    "CheckpointCheck", "RunResult", "SamplerSettings", "TransientGenerationFault",
+    "CheckpointCheck", "PromptLoras", "RunResult", "SamplerSettings", "TaskPlan", "TransientGenerationFault",
     "character_reference_add", "character_save", "checkpoint_check", "generation_device", "generation_request",
-    "image_encode", "image_import", "image_store", "job_cancel", "job_create", "job_refresh_status",
-    "job_retry_failed", "lora_check", "parse_lora_argument", "prompt_rows_parse", "prompt_set_import",
-    "prompts_from_text", "sampler_names", "settings_key_for", "size_errors", "task_complete", "tasks_cancel",
-    "tasks_claim", "tasks_create_live", "tasks_enqueue", "tasks_fail", "tasks_fail_claimed", "tasks_release",
-    "tasks_run", "variant_check", "variant_lora_save", "variant_loras_set", "variant_mark_failing",
-    "variant_mark_healthy", "variant_register", "variant_save", "variant_spec", "worker_name",
+    "image_encode", "image_import", "image_parameters", "image_store", "job_cancel", "job_create",
+    "job_refresh_status", "job_retry_failed", "lora_check", "lora_check_row", "lora_register", "lora_save",
+    "parse_lora_argument", "prompt_loras_resolve", "prompt_rows_parse", "prompt_set_import", "prompts_check",
+    "prompts_from_text", "sampler_names", "settings_key_for", "size_errors", "task_complete", "task_plan",
+    "tasks_cancel", "tasks_claim", "tasks_create_live", "tasks_enqueue", "tasks_fail", "tasks_fail_claimed",
+    "tasks_release", "tasks_run", "variant_check", "variant_hash_refresh", "variant_lora_save",
+    "variant_loras_set", "variant_mark_failing", "variant_mark_healthy", "variant_register", "variant_save",
+    "variant_spec", "worker_name",
 ]

@@ -16,8 +16,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from generation.models import GenerationJob, GenerationTask, Image, ModelVariant, Prompt, PromptSet
-from generation.sampling import MAX_SEED, SamplerSettings, size_errors
+from generation.sampling import AUTOMATIC, MAX_SEED, SamplerSettings, size_errors
 from generation.scoring import services as scoring
+from generation.services.loras import lora_set_key, prompt_loras_resolve, prompts_check
 from generation.services.prompts import PromptRow, prompt_rows_parse, prompts_from_text
 
 logger = logging.getLogger(__name__)
@@ -69,7 +70,8 @@ class _JobPlan:
 
 
 def _job_plan(*, variants: list[ModelVariant], seeds: Sequence[int], prompts: Sequence[Prompt] | None,
-              prompt_set: PromptSet | None, prompt_text: str, overrides: dict[str, Any]) -> _JobPlan:
+              prompt_set: PromptSet | None, prompt_text: str, overrides: dict[str, Any],
+              negative_prompt: str | None) -> _JobPlan:
     errors: dict[str, list[str]] = {}
     if variant_errors := _variant_errors(variants):
         errors["variants"] = variant_errors
@@ -90,6 +92,11 @@ def _job_plan(*, variants: list[ModelVariant], seeds: Sequence[int], prompts: Se
     prompt_list = list(prompts or []) + (list(prompt_set.prompts.all()) if prompt_set is not None else [])
     if sources == 1 and (prompts or prompt_set is not None) and not prompt_list:
         errors.setdefault("prompts", []).append("the prompt set has no prompts")
+    # LoRA tags name registered files, and the syntax is one the workers run: checked before anything is queued
+    pairs = [(p.text, p.negative_prompt if negative_prompt is None else negative_prompt) for p in prompt_list] + [
+        (row.text, row.negative_prompt or negative_prompt or "") for row in pasted]
+    if prompt_errors := prompts_check(prompts=pairs):
+        errors.setdefault("prompts", []).extend(prompt_errors)
     per_variant = {variant.pk: variant_settings(variant, **overrides) for variant in variants}
     for defaults in per_variant.values():  # models that share a bad setting say so once
         for field_name, messages in defaults.errors().items():
@@ -145,16 +152,29 @@ def job_create(
     width: int | None = None,
     height: int | None = None,
     clip_skip: int | None = None,
+    schedule_type: str | None = None,
+    enable_hr: bool | None = None,
+    hr_scale: float | None = None,
+    hr_second_pass_steps: int | None = None,
+    denoising_strength: float | None = None,
+    hr_upscaler: str | None = None,
     negative_prompt: str | None = None,
     created_by: Any = None,
 ) -> GenerationJob:
-    """Schedule models × prompts × seeds. Settings left as None come from each model's defaults; a negative
-    prompt left as None comes from each prompt. Images that exist already are not made again. The tasks are
-    enqueued on the ``gpu`` queue once the transaction commits, grouped by model and settings."""
-    overrides = {"sampler": sampler, "steps": steps, "cfg_scale": cfg_scale, "width": width, "height": height,
-                 "clip_skip": clip_skip}
+    """Schedule models × prompts × seeds. Settings left as None come from each model's defaults (A1111's names:
+    ``schedule_type``, and the hires pass ``enable_hr``, ``hr_scale``, ``hr_second_pass_steps``,
+    ``denoising_strength``, ``hr_upscaler``); a negative prompt left as None comes from each prompt. The prompts'
+    ``<lora:NAME:WEIGHT>`` tags must name registered LoRAs. Images that exist already are not made again. The
+    tasks are enqueued on the ``gpu`` queue once the transaction commits, grouped by model and settings.
+    A sampler given without a schedule type samples on its own default schedule ("Automatic"), not the model's."""
+    if sampler not in (None, "") and schedule_type in (None, ""):
+        schedule_type = AUTOMATIC  # a sampler picked for the job comes with its own default schedule
+    overrides = {"sampler": sampler, "schedule_type": schedule_type, "steps": steps, "cfg_scale": cfg_scale,
+                 "width": width, "height": height, "clip_skip": clip_skip, "enable_hr": enable_hr,
+                 "hr_scale": hr_scale, "hr_second_pass_steps": hr_second_pass_steps,
+                 "denoising_strength": denoising_strength, "hr_upscaler": hr_upscaler}
     plan = _job_plan(variants=list(variants), seeds=seeds, prompts=prompts, prompt_set=prompt_set,
-                     prompt_text=prompt_text, overrides=overrides)
+                     prompt_text=prompt_text, overrides=overrides, negative_prompt=negative_prompt)
     with transaction.atomic():
         if plan.pasted:
             plan.prompts = prompts_from_text(text=prompt_text, negative_prompt=negative_prompt or "")
@@ -245,8 +265,10 @@ def job_refresh_status(*, job_id: int) -> str:
 
 
 def tasks_create_live(*, prompt: Prompt, variants: list[ModelVariant], seed: int, width: int, height: int) -> list[GenerationTask]:
-    """One task per model for a free-prompt duel (or free-for-all): each model's default sampler, steps, CFG and
-    clip skip at one common size, the prompt's negative prompt, one seed. Enqueued on the ``gpu`` queue on
+    """One task per model for a free-prompt duel (or free-for-all): each model's default sampler, schedule type,
+    steps, CFG and clip skip at one common size, the prompt's negative prompt, one seed. No hires pass (the
+    voter waits, and the images must come out the same size). The prompt is a voter's: ``<lora:...>`` tags are
+    refused (voters may not apply LoRAs), as is syntax the workers do not run. Enqueued on the ``gpu`` queue on
     commit, one message per model so several workers can share the poll."""
     errors = _variant_errors(list(variants))
     if len(variants) < 2:
@@ -256,13 +278,18 @@ def tasks_create_live(*, prompt: Prompt, variants: list[ModelVariant], seed: int
         errors.append(f"seed must be 0–{MAX_SEED}")
     if not prompt.pk or not prompt.text.strip():
         errors.append("the prompt is empty or unsaved")
+    else:
+        try:
+            prompt_loras_resolve(text=prompt.text, negative_prompt=prompt.negative_prompt, loras_allowed=False)
+        except ValidationError as exc:
+            errors.extend(exc.messages)
     if errors:
         raise ValidationError(errors)
     with transaction.atomic():
         tasks = []
         for variant in variants:
             task_settings = SamplerSettings.of(variant, seed=seed, negative_prompt=prompt.negative_prompt,
-                                               width=width, height=height)
+                                               width=width, height=height, enable_hr=False)
             task = _task_for(job=None, variant=variant, prompt=prompt, settings=task_settings)
             task.save()
             tasks.append(task)
@@ -283,18 +310,19 @@ def tasks_cancel(*, task_ids: Sequence[int], error: str) -> int:
 
 
 def tasks_enqueue(*, task_ids: Sequence[int], batch_size: int | None = None) -> int:
-    """Send pending tasks to the ``gpu`` queue: grouped by model and settings (model-major), a few batches per
-    message (so a worker encodes one batch while it generates the next). Returns the number of messages."""
+    """Send pending tasks to the ``gpu`` queue: grouped by model, settings and the LoRA set the prompt's tags ask
+    for (model-major: each pipeline a worker loads serves a whole group), a few batches per message (so a worker
+    encodes one batch while it generates the next). Returns the number of messages."""
     from generation.tasks import run_tasks  # generation.tasks imports these services
 
     batch = max(1, int(batch_size or settings.GENERATION_BATCH_SIZE)) * BATCHES_PER_MESSAGE
     shared = SamplerSettings.batch_fields()
     rows = (GenerationTask.objects.filter(id__in=list(task_ids), status=GenerationTask.Status.PENDING)
             .order_by("variant_id", *shared, "id")
-            .values_list("id", "variant_id", *shared))
+            .values_list("id", "prompt__text", "variant_id", *shared))
     groups: dict[tuple, list[int]] = {}
-    for task_id, *group in rows:
-        groups.setdefault(tuple(group), []).append(task_id)
+    for task_id, text, *group in rows:
+        groups.setdefault((*group, lora_set_key(text)), []).append(task_id)
     messages = 0
     for ids in groups.values():
         for start in range(0, len(ids), batch):

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,8 +126,13 @@ def variant_check(*, variant: ModelVariant, changed: Collection[str] | None = No
     if variant.cfg_scale is None:
         variant.cfg_scale = DEFAULT_CFG_SCALE[variant.prediction_type]
     defaults = SamplerSettings.of(variant, seed=0, negative_prompt="")
-    if defaults.errors():
-        raise ValidationError(defaults.errors())
+    errors = defaults.errors()
+    if not 0 <= float(variant.guidance_rescale) <= 1:
+        errors.setdefault("guidance_rescale", []).append("CFG rescale must be 0–1 (0 = off)")
+    if errors:
+        raise ValidationError(errors)
+    # one spelling of equal settings: "DPM++ 2M Karras" is stored as "DPM++ 2M" with "Automatic", as jobs store it
+    variant.sampler, variant.schedule_type = defaults.sampler, defaults.schedule_type
 
 
 def _checkpoint_fill(variant: ModelVariant) -> None:
@@ -144,7 +150,36 @@ def _checkpoint_fill(variant: ModelVariant) -> None:
     variant.source_path = str(Path(path).expanduser().resolve())
     variant.prediction_type = variant.prediction_type or check.prediction_type
     variant.has_ztsnr, variant.checkpoint_notes = check.has_ztsnr, check.notes
+    variant.model_hash = _model_hash(variant.source_path)
     variant.health, variant.health_message = ModelVariant.Health.OK, ""
+
+
+_HASHES: dict[tuple, str] = {}  # (path, mtime, size) -> hash: admin checks a form, then saves it (one read of the file)
+
+
+def _model_hash(path: str) -> str:
+    """A1111's ``Model hash`` of a single-file checkpoint ("" for a diffusers folder, which A1111 has none for)."""
+    try:
+        stat = os.stat(path)
+        key = (path, stat.st_mtime_ns, stat.st_size)
+        if key not in _HASHES:
+            _HASHES.clear()
+            _HASHES[key] = pipelines.model_short_hash(path) or ""
+        return _HASHES[key]
+    except (OSError, pipelines.GenerationError) as exc:
+        raise ValidationError({"source_path": one_line(exc, 400)}) from None
+
+
+def variant_hash_refresh(*, variant: ModelVariant) -> str:
+    """Hash a variant's checkpoint again (a variant registered before hashes were stored, or a file replaced in
+    place) and save it; returns the hash ("" for a diffusers folder). ValidationError when the file is unreadable."""
+    if variant.source_type == ModelVariant.SourceType.NONE or not variant.source_path:
+        raise ValidationError(f"{variant.name} has no local weights to hash")
+    if not Path(variant.source_path).exists():
+        raise ValidationError(f"{variant.name}: {variant.source_path}: no such file or folder")
+    variant.model_hash = _model_hash(variant.source_path)
+    ModelVariant.objects.filter(pk=variant.pk).update(model_hash=variant.model_hash)
+    return variant.model_hash
 
 
 def variant_save(*, variant: ModelVariant, changed: Collection[str] | None = None) -> ModelVariant:

@@ -15,15 +15,19 @@ from dataclasses import dataclass, field
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from PIL import Image as PILImage
 
 from generation import images as png
-from generation.models import GenerationJob, GenerationTask, Image, ModelVariant
+from generation.models import GenerationJob, GenerationTask, Image, ModelVariant, Prompt
+from generation.pipelines.prompt_syntax import parse_lora_tags
+from generation.pipelines.types import GenerationError
 from generation.services.images import image_encode, image_store
 from generation.services.jobs import job_refresh_status
+from generation.services.loras import lora_set_key, prompt_loras_resolve
 from generation.services.registry import variant_mark_failing, variant_mark_healthy
 from generation.text import one_line
 
@@ -109,8 +113,11 @@ def tasks_fail_claimed(*, task_ids: Iterable[int], token: str, error: str) -> in
 # --- storing --------------------------------------------------------------------------------------------------------
 
 
-def task_encode(task: GenerationTask, image: PILImage.Image) -> png.EncodedImage:
-    return image_encode(variant=task.variant, prompt=task.prompt, image=image, settings=task.sampler_settings)
+def task_encode(task: GenerationTask, image: PILImage.Image, *, lora_hashes: dict[str, str] | None = None) -> png.EncodedImage:
+    """The task's three files; the original's A1111 record lists ``lora_hashes`` (the prompt's LoRAs, resolved
+    by ``task_plan`` in the caller's thread: this one may run in a helper thread, without the database)."""
+    return image_encode(variant=task.variant, prompt=task.prompt, image=image, settings=task.sampler_settings,
+                        lora_hashes=lora_hashes, guidance_rescale=task.variant.guidance_rescale)
 
 
 def task_complete(*, task: GenerationTask, image: PILImage.Image, seconds: float, worker: str,
@@ -159,8 +166,10 @@ class _OverlappedStore:
 
             self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generation-encode")
 
-    def submit(self, chunk: list[GenerationTask], pictures: list, elapsed: float) -> None:
-        work = lambda: [task_encode(t, p) for t, p in zip(chunk, pictures)]  # noqa: E731
+    def submit(self, chunk: list[GenerationTask], pictures: list, elapsed: float,
+               lora_hashes: list[dict[str, str]] | None = None) -> None:
+        hashes = lora_hashes or [{} for _ in chunk]
+        work = lambda: [task_encode(t, p, lora_hashes=h) for t, p, h in zip(chunk, pictures, hashes)]  # noqa: E731
         if self.pool is None:
             from concurrent.futures import Future
 
@@ -210,9 +219,37 @@ def variant_spec(variant: ModelVariant):
     )
 
 
-def generation_request(task: GenerationTask, *, guidance_rescale: float = 0.0):
-    return _pipelines().GenerationRequest(prompt=task.prompt.text, guidance_rescale=guidance_rescale,
+def generation_request(task: GenerationTask, *, prompt_text: str | None = None, guidance_rescale: float | None = None):
+    """The pipelines' request of a task: every one of its sampler settings (schedule type, hires pass, clip skip
+    ...), the model's CFG rescale (or ``guidance_rescale``) and the prompt the encoders see: ``prompt_text``,
+    else the task's prompt with its ``<lora:...>`` tags removed as A1111 removes them."""
+    if prompt_text is None:
+        prompt_text = parse_lora_tags(task.prompt.text).text
+    rescale = task.variant.guidance_rescale if guidance_rescale is None else guidance_rescale
+    return _pipelines().GenerationRequest(prompt=prompt_text, guidance_rescale=float(rescale),
                                           **task.sampler_settings.as_dict())
+
+
+@dataclass(frozen=True)
+class TaskPlan:
+    """What the pipelines get for one task, and what its PNG record lists: the variant with the prompt's LoRAs
+    on top (its own cache entry), the request, and ``Lora hashes``."""
+
+    spec: object
+    request: object
+    lora_hashes: dict[str, str]
+
+
+def task_plan(task: GenerationTask) -> TaskPlan:
+    """Resolve a task's prompt against the LoRA registry (ValidationError, one line, for an unknown name: the
+    LoRA was removed since the job was made) and build its spec and request. A voter's prompt applies no LoRA."""
+    api = _pipelines()
+    resolved = prompt_loras_resolve(text=task.prompt.text, negative_prompt=task.negative_prompt,
+                                    loras_allowed=task.prompt.source != Prompt.Source.FREE)
+    spec = variant_spec(task.variant)
+    if resolved.loras:
+        spec = api.with_prompt_loras(spec, resolved.specs(api))
+    return TaskPlan(spec=spec, request=generation_request(task, prompt_text=resolved.text), lora_hashes=resolved.hashes)
 
 
 def _pipeline_cache(api):
@@ -317,15 +354,34 @@ def _generate_chunk(run: _Run, spec, chunk: list[GenerationTask], requests: list
     return pictures
 
 
+def _plan_group(run: _Run, group: list[GenerationTask]) -> tuple[list[GenerationTask], list[TaskPlan]]:
+    """The group's tasks that can be planned, with their plans; the others are failed, each with its reason."""
+    planned, plans = [], []
+    for task in group:
+        try:
+            plan = task_plan(task)
+        except ValidationError as exc:
+            run.result.failed += tasks_fail(task_ids=[task.pk], error=f"bad request: {' '.join(exc.messages)}")
+        except (GenerationError, run.api.GenerationError) as exc:
+            run.result.failed += tasks_fail(task_ids=[task.pk], error=f"bad request: {exc}")
+        except SoftTimeLimitExceeded:
+            raise
+        except Exception as exc:
+            run.result.failed += tasks_fail(task_ids=[task.pk], error=f"bad request: {type(exc).__name__}: {exc}")
+        else:
+            planned.append(task)
+            plans.append(plan)
+    return planned, plans
+
+
 def _run_group(run: _Run, group: list[GenerationTask]) -> None:
-    """Generate one model's tasks of one batch setting, a batch at a time."""
+    """Generate one model's tasks of one batch setting and one LoRA set, a batch at a time."""
     variant = group[0].variant
-    try:
-        spec = variant_spec(variant)
-        requests = [generation_request(t, guidance_rescale=variant.guidance_rescale) for t in group]
-    except Exception as exc:
-        run.result.failed += tasks_fail(task_ids=[t.pk for t in group], error=f"bad request: {exc}")
+    group, plans = _plan_group(run, group)
+    if not group:
         return
+    spec = plans[0].spec  # one LoRA set per group: every plan has the same spec
+    requests = [plan.request for plan in plans]
     if not _load(run, variant, spec, group):
         return
     for start in range(0, len(group), run.batch):
@@ -338,7 +394,7 @@ def _run_group(run: _Run, group: list[GenerationTask]) -> None:
         run.result.seconds += elapsed
         # Encode this batch's files in a helper thread while the next batch generates; store the
         # previous batch (database and storage writes stay in this thread).
-        run.store.submit(chunk, pictures, elapsed)
+        run.store.submit(chunk, pictures, elapsed, [plan.lora_hashes for plan in plans[start:start + run.batch]])
         if variant.health != ModelVariant.Health.OK:
             variant_mark_healthy(variant_id=variant.pk)
             variant.health = ModelVariant.Health.OK
@@ -363,7 +419,8 @@ def tasks_run(
     result.job_ids = {t.job_id for t in tasks if t.job_id}
     groups: dict[tuple, list[GenerationTask]] = {}
     for task in _reuse_made(tasks, result):
-        groups.setdefault((task.variant_id, *task.sampler_settings.batch_key()), []).append(task)
+        key = (task.variant_id, lora_set_key(task.prompt.text), *task.sampler_settings.batch_key())
+        groups.setdefault(key, []).append(task)
     run = _Run(api=pipelines, generate=generate_fn or pipelines.generate,
                batch=max(1, int(batch_size or settings.GENERATION_BATCH_SIZE)), result=result,
                store=_OverlappedStore(worker=worker, result=result))

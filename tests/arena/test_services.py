@@ -318,3 +318,10 @@ def test_a_generating_poll_takes_no_vote(db):
     with pytest.raises(PollNotReady):
         _vote(poll, choice="left")
     assert Vote.objects.count() == 0 and Image.objects.count() == 0
+
+
+@pytest.mark.parametrize("text, fragment", [("1girl, [smile:frown:0.5]", "editing"), ("1girl, [red|blue] hair", "alternation")])
+def test_a_free_prompt_the_pipelines_would_refuse_is_refused_with_their_reason(text, fragment):
+    with pytest.raises(PromptRejected) as info:
+        services.free_prompt_clean(text)
+    assert fragment in info.value.message.lower()

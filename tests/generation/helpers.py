@@ -39,6 +39,8 @@ class FakePipelines:
     oom_above_batch: int | None = None
     fail_prompt: str | None = None
     cached: list[str] = field(default_factory=list)
+    requests: list[Any] = field(default_factory=list)  # every request generated, in order
+    specs: list[Any] = field(default_factory=list)  # the spec of each generate call
     before_generate: Any = None
     device: str = "cpu"  # "cuda" makes the worker encode one batch while the next one generates
 
@@ -57,6 +59,12 @@ class FakePipelines:
     @staticmethod
     def GenerationRequest(**kwargs):
         return SimpleNamespace(**kwargs)
+
+    @staticmethod
+    def with_prompt_loras(spec, loras):  # as the pipelines': the LoRAs on top, a key that says which
+        loras = tuple(loras)
+        names = ",".join(f"{lora.path}:{lora.weight}:{lora.unet_weight}" for lora in loras)
+        return SimpleNamespace(**{**vars(spec), "key": f"{spec.key}+loras[{names}]", "loras": spec.loras + loras})
 
     def inspect_checkpoint(self, path):
         raise FakeCheckpointError("fake pipelines do not inspect checkpoints")
@@ -81,6 +89,8 @@ class FakePipelines:
     def generate(self, spec, requests, *, batch_size=4, device=None):
         self.get(spec, self.resolve_device(device))
         self.calls.append((spec.key, len(requests), batch_size))
+        self.requests.extend(requests)
+        self.specs.append(spec)
         if self.before_generate is not None:
             self.before_generate(spec, requests)
         if self.oom_above_batch is not None and min(batch_size, len(requests)) > self.oom_above_batch:
@@ -90,7 +100,10 @@ class FakePipelines:
         out = []
         for r in requests:
             colour = (r.seed * 37 % 256, r.seed * 91 % 256, len(r.prompt) * 13 % 256)
-            out.append(PILImage.new("RGB", (r.width, r.height), colour))
+            size = (r.width, r.height)
+            if getattr(r, "enable_hr", False):  # A1111's hires size: int(side * scale), down to a multiple of 8
+                size = tuple(int(side * r.hr_scale) // 8 * 8 for side in size)
+            out.append(PILImage.new("RGB", size, colour))
             self.images_made += 1
         return out
 

@@ -6,7 +6,6 @@ and the short hashes computed here with hashlib as A1111's hashes.py does."""
 import hashlib
 import io
 import json
-import re
 import struct
 
 import pytest
@@ -22,77 +21,8 @@ from generation.pipelines import (
     resolve_sampler,
 )
 
-# -- A1111's reader, written out ---------------------------------------------------------------------------------
-
-RE_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
-RE_IMAGESIZE = re.compile(r"^(\d+)x(\d+)$")
-
-
-def a1111_unquote(text):
-    if len(text) == 0 or text[0] != '"' or text[-1] != '"':
-        return text
-    try:
-        return json.loads(text)
-    except Exception:
-        return text
-
-
-def a1111_parse(x: str) -> dict:
-    res = {}
-    prompt, negative_prompt, done_with_prompt = "", "", False
-    *lines, lastline = x.strip().split("\n")
-    if len(RE_PARAM.findall(lastline)) < 3:
-        lines.append(lastline)
-        lastline = ""
-    for line in lines:
-        line = line.strip()
-        if line.startswith("Negative prompt:"):
-            done_with_prompt = True
-            line = line[16:].strip()
-        if done_with_prompt:
-            negative_prompt += ("" if negative_prompt == "" else "\n") + line
-        else:
-            prompt += ("" if prompt == "" else "\n") + line
-    for k, v in RE_PARAM.findall(lastline):
-        if v[0] == '"' and v[-1] == '"':
-            v = a1111_unquote(v)
-        m = RE_IMAGESIZE.match(v)
-        if m is not None:
-            res[f"{k}-1"], res[f"{k}-2"] = m.group(1), m.group(2)
-        else:
-            res[k] = v
-    res["Prompt"], res["Negative prompt"] = prompt, negative_prompt
-    res.setdefault("Clip skip", "1")
-    res.setdefault("RNG", "GPU")  # "Missing RNG means the default was set, which is GPU RNG"
-    res.setdefault("Schedule type", "Automatic")
-    return res
-
-
-# A1111 1.10: sampler -> its 'scheduler' option (None = Automatic means get_sigmas / the sampler's own steps)
-A1111_SAMPLERS = {"DPM++ 2M": "karras", "DPM++ SDE": "karras", "DPM++ 2M SDE": "exponential",
-                  "DPM++ 2M SDE Heun": "exponential", "DPM++ 3M SDE": "exponential", "Euler a": None, "Euler": None,
-                  "LMS": None, "Heun": None, "DPM2": "karras", "DPM2 a": "karras", "DDIM": None, "UniPC": None,
-                  "LCM": None}
-A1111_SCHEDULERS = [("automatic", "Automatic", []), ("uniform", "Uniform", []), ("karras", "Karras", []),
-                    ("exponential", "Exponential", []), ("polyexponential", "Polyexponential", []),
-                    ("sgm_uniform", "SGM Uniform", ["SGMUniform"]), ("kl_optimal", "KL Optimal", []),
-                    ("align_your_steps", "Align Your Steps", []), ("simple", "Simple", []),
-                    ("normal", "Normal", []), ("ddim", "DDIM", []), ("beta", "Beta", [])]
-
-
-def a1111_sampler_and_scheduler(sampler_name, scheduler_name):
-    by_key = {n: (n, label) for n, label, _ in A1111_SCHEDULERS} | {label: (n, label) for n, label, _ in A1111_SCHEDULERS}
-    found = by_key.get(scheduler_name, A1111_SCHEDULERS[0][:2])
-    name = sampler_name or "DPM++ 2M"
-    for n, label, aliases in A1111_SCHEDULERS:
-        for option in [label, n, *aliases]:
-            if name.endswith(" " + option):
-                found, name = (n, label), name[: -(len(option) + 1)]
-                break
-    sampler = name if name in A1111_SAMPLERS else "DPM++ 2M"
-    if A1111_SAMPLERS[sampler] == found[0]:  # revert to Automatic when it is the sampler's default
-        found = ("automatic", "Automatic")
-    return sampler, found[1]
+# A1111's reader, written out: tests/generation/a1111_reference.py (shared with the Django-side tests)
+from tests.generation.a1111_reference import a1111_parse, a1111_sampler_and_scheduler  # noqa: E402
 
 
 # -- the record reads back as what was done ---------------------------------------------------------------------

@@ -49,13 +49,18 @@ def test_import_reads_a1111_and_comfyui_and_skips_bad_files(tmp_path, settings):
         "skipped broken.png", "skipped no-metadata.png", "skipped wrong-size.png"}
     a1111 = Image.objects.get(seed=42)
     assert a1111.prompt == fixed  # joined the identical fixed prompt, so it can meet other models' images
-    assert (a1111.sampler, a1111.steps, a1111.cfg_scale, a1111.width, a1111.height, a1111.negative_prompt) == (
-        "DPM++ 2M Karras", 28, 5.5, 64, 48, "worst quality")
+    # DPM++ 2M with Karras is A1111 >= 1.6's DPM++ 2M on its Automatic schedule: stored as that pair
+    assert (a1111.sampler, a1111.schedule_type, a1111.steps, a1111.cfg_scale, a1111.width, a1111.height,
+            a1111.negative_prompt) == ("DPM++ 2M", "Automatic", 28, 5.5, 64, 48, "worst quality")
     comfy = Image.objects.get(seed=7)
-    assert (comfy.sampler, comfy.steps, comfy.clip_skip) == ("DPM++ 2M Karras", 25, 2)
+    # ComfyUI's dpmpp_2m + karras is the same pair; CLIPSetLastLayer -2 is A1111's clip skip 2
+    assert (comfy.sampler, comfy.schedule_type, comfy.steps, comfy.clip_skip) == ("DPM++ 2M", "Automatic", 25, 2)
     assert (comfy.prompt.text, comfy.prompt.source) == ("1boy, solo, armor", "imported")
     assert {i.variant for i in Image.objects.all()} == {variant}
-    # the stored original carries our parameters chunk, the voter copy nothing
+    # the stored originals carry A1111's record (an A1111 PNG its own, word for word), the voter copies nothing
+    assert png.png_text_chunks(a1111.file.read())["parameters"] == (
+        "1girl, hatsune miku\nNegative prompt: worst quality\n"
+        "Steps: 28, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 5.5, Seed: 42, Size: 64x48, Model: x")
     assert "Seed: 7" in png.png_text_chunks(comfy.file.read())["parameters"]
     assert png.png_text_chunks(comfy.voter_file.read()) == {}
     # nothing half-imported: prompts only for the imported files, and importing again adds nothing

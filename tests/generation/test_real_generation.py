@@ -19,6 +19,9 @@ from tests.generation.helpers import make_prompt_set
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parents[2]
+# the admin form's schedule type and hires fields, at their defaults (the hires pass off)
+ADMIN_HIRES_DEFAULTS = {"schedule_type": "Automatic", "hr_upscaler": "Latent", "hr_second_pass_steps": 0,
+                        "denoising_strength": 0.7, "hr_scale": 2}
 
 
 @pytest.fixture
@@ -88,7 +91,7 @@ def test_admin_add_form_checks_the_checkpoint(client, tiny_models, tmp_path):
     base = {"name": "Admin tiny", "family": "Illustrious XL", "version": "", "kind": "base", "prediction_type": "eps",
             "source_type": "single_file", "config_path": "", "description": "", "sampler": "Euler a", "steps": 2,
             "cfg_scale": 5, "width": 256, "height": 256, "clip_skip": 1, "guidance_rescale": 0, "enabled": "on",
-            "health": "ok", "matchmaking_weight": 1,
+            "health": "ok", "matchmaking_weight": 1, **ADMIN_HIRES_DEFAULTS,
             "loras-TOTAL_FORMS": 0, "loras-INITIAL_FORMS": 0, "loras-MIN_NUM_FORMS": 0, "loras-MAX_NUM_FORMS": 1000}
     response = client.post(url, {**base, "source_path": str(tmp_path / "nope.safetensors")})
     assert response.status_code == 200 and "no such file" in response.content.decode()
@@ -106,7 +109,7 @@ def test_admin_saves_a_variant_and_its_loras_through_the_registry_service(client
     base = {"name": "Admin LoRA", "family": "Illustrious XL", "version": "", "kind": "finetune", "prediction_type": "eps",
             "source_type": "single_file", "source_path": tiny_models.eps_file, "config_path": "", "description": "",
             "sampler": "Euler a", "steps": 2, "cfg_scale": 5, "width": 256, "height": 256, "clip_skip": 1,
-            "guidance_rescale": 0, "enabled": "on", "health": "ok", "matchmaking_weight": 1,
+            "guidance_rescale": 0, "enabled": "on", "health": "ok", "matchmaking_weight": 1, **ADMIN_HIRES_DEFAULTS,
             "loras-INITIAL_FORMS": 0, "loras-MIN_NUM_FORMS": 0, "loras-MAX_NUM_FORMS": 1000}
     add = reverse("admin:generation_modelvariant_add")
     (tmp_path / "junk.safetensors").write_bytes(b"not a LoRA")

@@ -191,8 +191,11 @@ def test_tasks_create_live_uses_each_model_defaults_at_one_size(django_capture_o
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         tasks = services.tasks_create_live(prompt=prompt, variants=[a, b], seed=99, width=256, height=384)
     assert len(callbacks) == 1
-    assert [(t.variant_id, t.sampler, t.steps, t.cfg_scale, t.width, t.height, t.negative_prompt, t.job_id) for t in tasks] == [
-        (a.pk, "Euler a", 3, 6.0, 256, 384, "lowres", None), (b.pk, "DPM++ 2M Karras", 4, 4.0, 256, 384, "lowres", None)]
+    # B's default, stored under the old combined name, is A1111 >= 1.6's pair: DPM++ 2M on its own default (Karras)
+    assert [(t.variant_id, t.sampler, t.schedule_type, t.steps, t.cfg_scale, t.width, t.height, t.negative_prompt,
+             t.job_id) for t in tasks] == [
+        (a.pk, "Euler a", "Automatic", 3, 6.0, 256, 384, "lowres", None),
+        (b.pk, "DPM++ 2M", "Automatic", 4, 4.0, 256, 384, "lowres", None)]
 
 
 def test_tasks_create_live_refuses_bad_sizes_and_single_models():

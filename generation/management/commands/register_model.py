@@ -33,12 +33,18 @@ class Command(BaseCommand):
         parser.add_argument("--config", default="", help="local diffusers config folder for a single file")
         parser.add_argument("--description", default="")
         parser.add_argument("--disabled", action="store_true", help="register without entering the arena")
-        parser.add_argument("--sampler", default=None)
+        parser.add_argument("--sampler", default=None, help="A1111's sampling method, e.g. 'Euler a', 'DPM++ 2M'")
+        parser.add_argument("--schedule-type", default=None, help="A1111's schedule type (default Automatic)")
         parser.add_argument("--steps", type=int, default=None)
         parser.add_argument("--cfg", type=float, default=None)
         parser.add_argument("--width", type=int, default=None)
         parser.add_argument("--height", type=int, default=None)
         parser.add_argument("--clip-skip", type=int, default=None)
+        parser.add_argument("--enable-hr", action="store_true", default=None, help="hires. fix on by default")
+        parser.add_argument("--hr-scale", type=float, default=None, help="hires upscale by")
+        parser.add_argument("--hr-second-pass-steps", type=int, default=None, help="hires steps (0 = as many as steps)")
+        parser.add_argument("--denoising-strength", type=float, default=None, help="of the hires pass")
+        parser.add_argument("--hr-upscaler", default=None, help="e.g. Latent, Lanczos")
 
     def handle(self, *args, **options):
         parent = None
@@ -46,8 +52,11 @@ class Command(BaseCommand):
             parent = ModelVariant.objects.filter(name=options["parent"]).first()
             if parent is None:
                 raise CommandError(f"no model named {options['parent']!r} to use as --parent")
-        defaults = {key: options[opt] for key, opt in (("sampler", "sampler"), ("steps", "steps"), ("cfg_scale", "cfg"),
-                    ("width", "width"), ("height", "height"), ("clip_skip", "clip_skip")) if options[opt] is not None}
+        names = (("sampler", "sampler"), ("schedule_type", "schedule_type"), ("steps", "steps"), ("cfg_scale", "cfg"),
+                 ("width", "width"), ("height", "height"), ("clip_skip", "clip_skip"), ("enable_hr", "enable_hr"),
+                 ("hr_scale", "hr_scale"), ("hr_second_pass_steps", "hr_second_pass_steps"),
+                 ("denoising_strength", "denoising_strength"), ("hr_upscaler", "hr_upscaler"))
+        defaults = {key: options[opt] for key, opt in names if options[opt] is not None}
         try:
             variant = services.variant_register(
                 path=options["path"], name=options["name"], kind=options["kind"], prediction=options["prediction"],
@@ -62,5 +71,6 @@ class Command(BaseCommand):
         self.stdout.write(
             f"registered {variant.name} (id {variant.pk}): {variant.get_source_type_display()}, "
             f"{variant.get_prediction_type_display()}{', ztsnr' if variant.has_ztsnr else ''}"
+            f"{', model hash ' + variant.model_hash if variant.model_hash else ''}"
             f"{', LoRAs ' + loras if loras else ''}"
         )

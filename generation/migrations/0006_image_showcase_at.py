@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('generation', '0002_registry_loras_claims'),
+        ('generation', '0005_lora_registry_and_model_hash'),
     ]
 
     operations = [
