@@ -17,6 +17,17 @@ class EloParams:
     scale: float = 400.0
     base: float = 10.0
     initial: float = 1000.0
+    #: Pairwise games a model plays before its time-weighted average starts (see ratings.replay); None:
+    #: :meth:`settle_games`' default, 0: from its first vote (the plain average, which penalises late models).
+    twa_settle_games: int | None = None
+
+    def settle_games(self) -> int:
+        """Games after which the initial rating has stopped mattering: online Elo pulls a rating's error
+        towards 0 by at most ``k * ln(base) / scale / 4`` of it per game (at even odds), so after
+        ``3 / that`` games (522 for k=4) an initial offset is down to about 5% (e^-3) at best."""
+        if self.twa_settle_games is not None:
+            return self.twa_settle_games
+        return math.ceil(3.0 / (self.k * math.log(self.base) / self.scale / 4.0))
 
 
 @dataclass(frozen=True, slots=True)
