@@ -148,13 +148,16 @@ def _masks(rows: np.ndarray, n: int) -> np.ndarray:
 
 def _member_masks(groups: Sequence[frozenset[int]], index: Mapping[int, int], n: int) -> np.ndarray:
     words = (n + 63) // 64
-    out = np.zeros((len(groups), words), dtype=np.uint64)
-    for g, members in enumerate(groups):
+    full = (1 << 64) - 1
+    bits = []
+    for members in groups:
+        mask = 0
         for m in members:
             i = index.get(int(m))
             if i is not None:
-                out[g, i // 64] |= np.uint64(1) << np.uint64(i % 64)
-    return out
+                mask |= 1 << i
+        bits.append([(mask >> (64 * w)) & full for w in range(words)])
+    return np.array(bits, dtype=np.uint64).reshape(len(groups), words)
 
 
 def _contains(big: np.ndarray, small: np.ndarray) -> np.ndarray:
@@ -162,12 +165,12 @@ def _contains(big: np.ndarray, small: np.ndarray) -> np.ndarray:
     return ((big[:, None, :] & small[None, :, :]) == small[None, :, :]).all(axis=-1)
 
 
-def _inverted(table: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """For each value 0..size-1, the row numbers of ``table`` holding it: ``order[starts[v]:starts[v+1]]``."""
-    flat = table.ravel()
-    order = np.argsort(flat, kind="stable")
-    starts = np.searchsorted(flat[order], np.arange(size + 1))
-    return (order // table.shape[1]).astype(np.int32), starts
+def _set_sum(values: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """``values[columns].sum(axis=0)`` for a (few, many) index array, as contiguous gathers (much faster)."""
+    out = values[columns[0]]
+    for col in columns[1:]:
+        out = out + values[col]
+    return out
 
 
 def _popcount(masks: np.ndarray) -> np.ndarray:
@@ -193,21 +196,12 @@ class FeasibleSets:
             rows = rows[self._feasible(rows, n)]
         if not len(rows):
             raise NotEnoughModels(f"no group holds images of {k} eligible models")
-        self.members = rows
+        self.members = rows.astype(np.intp)
         first, second = np.triu_indices(k, 1)
-        self.pairs = rows[:, first] * n + rows[:, second]  # flat (i, j) cells, i < j
-        self._by_cell = _inverted(self.pairs, n * n)
-        self._by_model = _inverted(rows, n)
-
-    def sets_with_pair(self, i: int, j: int) -> np.ndarray:
-        """Row numbers of the sets holding model indices ``i`` and ``j``."""
-        order, starts = self._by_cell
-        cell = min(i, j) * len(self.ids) + max(i, j)
-        return order[starts[cell]:starts[cell + 1]]
-
-    def sets_with_model(self, i: int) -> np.ndarray:
-        order, starts = self._by_model
-        return order[starts[i]:starts[i + 1]]
+        self.pairs = self.members[:, first] * n + self.members[:, second]  # flat (i, j) cells, i < j
+        # column-major copies: a sum over a set's members (or pairs) is k (or k(k-1)/2) contiguous gathers
+        self.members_t = np.ascontiguousarray(self.members.T)
+        self.pairs_t = np.ascontiguousarray(self.pairs.T)
 
     def _feasible(self, rows: np.ndarray, n: int) -> np.ndarray:
         masks = self.group_masks[_popcount(self.group_masks) >= self.k]
@@ -260,7 +254,7 @@ class Matchmaker:
         if (weights == 1.0).all():
             self._admin = np.ones(len(feasible))
         else:
-            self._admin = np.exp(np.log(weights)[feasible.members].sum(axis=1))
+            self._admin = np.exp(_set_sum(np.log(weights), feasible.members_t))
         self._admin_uniform = self._admin / self._admin.sum()
         self._set_norm: np.ndarray | float = 1.0
         if params.exploration < 1.0:
@@ -271,7 +265,7 @@ class Matchmaker:
                 # sum_pairs v_ij P(i or j wins) = sum_pairs v_ij (e_i + e_j) / sum_S e
                 strength = np.exp(1.702 / (math.sqrt(2.0) * params.beta) * (mu - mu.max()))
                 self.values = self.values * (strength[:, None] + strength[None, :])
-                self._set_norm = strength[feasible.members].sum(axis=1)
+                self._set_norm = _set_sum(strength, feasible.members_t)
         else:
             self.values = np.zeros((len(ids), len(ids)))
         self._base: np.ndarray | None = None
@@ -296,32 +290,28 @@ class Matchmaker:
     def _scores(self, pending: Pending | None) -> np.ndarray:
         p, feasible = self.params, self.feasible
         if self._pair_sum is None:
-            self._pair_sum = self.values.ravel()[feasible.pairs].sum(axis=1) / self._set_norm
+            self._pair_sum = _set_sum(self.values.ravel(), feasible.pairs_t) / self._set_norm
         summed = self._pair_sum
-        index, size = feasible.index, len(summed)
+        index = feasible.index
         if pending and pending.pairs and p.pending_pair < 1.0:
-            rows, cuts = [], []
-            for (a, b), count in pending.pairs.items():
-                i, j = index.get(a), index.get(b)
-                if i is not None and j is not None and count > 0:
-                    hit = feasible.sets_with_pair(i, j)
-                    rows.append(hit)
-                    cuts.append(np.full(len(hit), self.values[i, j] * (1.0 - p.pending_pair ** count)))
-            if rows:
-                cut = np.bincount(np.concatenate(rows), weights=np.concatenate(cuts), minlength=size)
-                summed = np.maximum(summed - cut / self._set_norm, 0.0)
+            n = len(feasible.ids)
+            found = [(index.get(a), index.get(b), c) for (a, b), c in pending.pairs.items() if c > 0]
+            found = [(min(i, j), max(i, j), c) for i, j, c in found if i is not None and j is not None]
+            if found:
+                rows = np.array(found, dtype=np.intp)
+                cells = rows[:, 0] * n + rows[:, 1]
+                cut = np.zeros(n * n)
+                cut[cells] = self.values.ravel()[cells] * (1.0 - p.pending_pair ** rows[:, 2].astype(np.float64))
+                summed = np.maximum(summed - _set_sum(cut, feasible.pairs_t) / self._set_norm, 0.0)
         score = summed * summed if p.sharpness == 2.0 else summed ** p.sharpness
         if pending and pending.models and p.pending_model < 1.0:
-            rows, counts = [], []
-            for m, count in pending.models.items():
-                i = index.get(m)
-                if i is not None and count > 0:
-                    hit = feasible.sets_with_model(i)
-                    rows.append(hit)
-                    counts.append(np.full(len(hit), float(count)))
-            if rows:
-                exponent = np.bincount(np.concatenate(rows), weights=np.concatenate(counts), minlength=size)
-                score = score * p.pending_model ** exponent
+            found = [(index.get(m), c) for m, c in pending.models.items() if c > 0]
+            found = [(i, c) for i, c in found if i is not None]
+            if found:
+                rows = np.array(found, dtype=np.intp)
+                counts = np.zeros(len(feasible.ids))
+                counts[rows[:, 0]] = rows[:, 1]
+                score = score * p.pending_model ** _set_sum(counts, feasible.members_t)
         return score
 
     def probability(self, models: Iterable[int], pending: Pending | None = None) -> float:
