@@ -22,8 +22,14 @@ The distribution over the *feasible* unordered sets of ``k`` models (k = 2 for d
 
 The exploration share is a floor: every feasible set has P(S) >= exploration * a(S) / sum_F a, which keeps
 every pair compared (the Bradley–Terry intervals stay honest, see ``simulate_arena``) and bounds
-inverse-propensity weights. A new model has wide beliefs, so its pairs carry the most information and it is
-drawn often until it has caught up.
+inverse-propensity weights from above. A new model has wide beliefs, so its pairs carry the most
+information and it is drawn often until it has caught up.
+
+The defaults (exploration 0.3, sharpness 10, order value, best-only weighting) were chosen with
+``simulate_arena`` on seeds 100-119 (the reported runs use other seeds): 20 models with Normal(1000, 150)
+skills, best-only 4-way polls, 1,000 votes. Sharpness 2 was no better than uniform polls; 6 and 10 gained
+about +0.024 Kendall tau over uniform (paired 95% interval about [+0.005, +0.043]); 16 lost coverage (0.875);
+exploration 0.3 kept the 95% intervals' coverage at 0.93 where 0.2 gave 0.91.
 
 :class:`Matchmaker` is the prepared object (built once from a snapshot of the candidates and groups; the
 set enumeration, :class:`FeasibleSets`, may be shared across snapshots with the same eligible models and
@@ -82,7 +88,7 @@ def eligible(candidates: Sequence[Candidate]) -> list[Candidate]:
 @dataclass(frozen=True)
 class DesignParams:
     exploration: float = 0.3  # the uniform share (over feasible sets, weighted by admin weights)
-    sharpness: float = 2.0  # power on a set's summed pair values
+    sharpness: float = 10.0  # power on a set's summed pair values
     value: str = "order"  # ratings.information.VALUES
     outcome: str = "best"  # "best": best-only free-for-all (only the winner's pairs answered); "ranking"
     beta: float = TRUESKILL_BETA  # performance noise in the candidates' units
