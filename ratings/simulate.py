@@ -94,13 +94,14 @@ class Arena:
         self.ts = TrueSkillParams()
         self.ratings = {p: (self.ts.mu, self.ts.sigma) for p in self.ids}
         self.games = dict.fromkeys(self.ids, 0)
+        self.polls = dict.fromkeys(self.ids, 0)
         self.records: list[VoteRecord] = []
         self.feasible = FeasibleSets(self.ids, config.k) if design in ("info", "uniform") else None
         self.uniform = Matchmaker(self._candidates(), config.k, params=UNIFORM, feasible=self.feasible) \
             if design == "uniform" else None
 
     def _candidates(self, ids: list[int] | None = None) -> list[Candidate]:
-        return [Candidate(p, self.games[p], *self.ratings[p]) for p in (ids or self.ids)]
+        return [Candidate(p, self.games[p], *self.ratings[p], polls=self.polls[p]) for p in (ids or self.ids)]
 
     def next_poll(self, ids: list[int] | None = None, feasible: FeasibleSets | None = None) -> tuple[tuple[int, ...], float | None]:
         """The models of the next poll (screen order) and its propensity (None for the legacy designs)."""
@@ -120,6 +121,8 @@ class Arena:
         for a, b, _ in pairwise(outcome):
             self.games[a] += 1
             self.games[b] += 1
+        for p in players:
+            self.polls[p] += 1
         n = len(self.records)
         self.records.append(VoteRecord(
             n, float(n) if timestamp is None else timestamp, "sim", outcome.players, outcome.ranks,
