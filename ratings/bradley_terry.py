@@ -116,38 +116,15 @@ def poll_table(table: VoteTable, rows: np.ndarray, weights: np.ndarray | None = 
     outcome and weight, so a poll stays one unit of the bootstrap."""
     m_all = len(table.models)
     rows = np.asarray(rows, dtype=np.int64)
-    a, b, res = table.a[rows], table.b[rows], table.result[rows]
-    duel = a >= 0
-    a, b, res = a[duel].astype(np.int64), b[duel].astype(np.int64), res[duel]
-    ffa_rows = rows[~duel].tolist()
-    index = {int(mid): i for i, mid in enumerate(table.models.tolist())}
-    # Duels: orient each so lo < hi; result 0 lo won, 1 hi won, 2 tie (both bad is a tie here).
-    lo, hi = np.minimum(a, b), np.maximum(a, b)
-    swapped = a > b
-    r = np.where(res >= 2, 2, res.astype(np.int64))
-    r = np.where(swapped & (r < 2), 1 - r, r)
-    codes = (lo * m_all + hi) * 3 + r
-    if weights is None:
-        keys, duel_counts = np.unique(codes, return_counts=True)
-        duel_weight = np.ones(len(keys))
-    else:
-        weights = np.asarray(weights, dtype=np.float64)
-        grouped, duel_counts = np.unique(np.column_stack([codes.astype(np.float64), weights[duel]]), axis=0,
-                                         return_counts=True)
-        keys, duel_weight = grouped[:, 0].astype(np.int64), grouped[:, 1]
+    duel = table.a[rows] >= 0
+    weights = None if weights is None else np.asarray(weights, dtype=np.float64)
+    keys, duel_counts, duel_weight = _duel_outcomes(table, rows[duel], None if weights is None else weights[duel])
+    ffa = _ffa_outcomes(table, rows[~duel], None if weights is None else weights[~duel])
     pair, rest = np.divmod(keys, 3)
     k_lo, k_hi = np.divmod(pair, m_all)
-    # Free-for-all polls: grouped by their exact pairwise contribution (and weight).
-    ffa: dict[tuple, int] = {}
-    ffa_weights = [] if weights is None else weights[~duel].tolist()
-    for n, row in enumerate(ffa_rows):
-        outcome = table.polls[row]
-        key = tuple(sorted(_oriented(index[x], index[y], s) for x, y, s in pairwise(outcome)))
-        key = (key, 1.0 if weights is None else ffa_weights[n])
-        ffa[key] = ffa.get(key, 0) + 1
     present = np.zeros(m_all, dtype=bool)
-    present[lo] = True
-    present[hi] = True
+    present[k_lo] = True
+    present[k_hi] = True
     for key, _ in ffa:
         for x, y, _ in key:
             present[x] = present[y] = True
@@ -156,7 +133,6 @@ def poll_table(table: VoteTable, rows: np.ndarray, weights: np.ndarray | None = 
     remap[models_idx] = np.arange(len(models_idx))
     m = len(models_idx)
     k_lo, k_hi = remap[k_lo], remap[k_hi]
-    n_duel = len(keys)
     # duel entries: one per decisive outcome, two per tie
     win = rest < 2
     cells_w = np.where(rest == 0, k_lo * m + k_hi, k_hi * m + k_lo)[win]
@@ -165,28 +141,60 @@ def poll_table(table: VoteTable, rows: np.ndarray, weights: np.ndarray | None = 
     cells = [cells_w, k_lo[tie] * m + k_hi[tie], k_hi[tie] * m + k_lo[tie]]
     outs = [out_w, tie, tie]
     weights_out = [duel_weight[out_w], 0.5 * duel_weight[tie], 0.5 * duel_weight[tie]]
-    f_cells, f_outs, f_weights = [], [], []
+    f_cells, f_outs, f_weights = _ffa_entries(ffa, remap, m, first=len(keys))
+    return PollTable(
+        models=table.models[models_idx],
+        counts=np.concatenate([duel_counts, np.array(list(ffa.values()), dtype=np.int64)]).astype(np.int64),
+        entry_outcome=np.concatenate([*outs, f_outs]).astype(np.int64),
+        entry_cell=np.concatenate([*cells, f_cells]).astype(np.int64),
+        entry_weight=np.concatenate([*weights_out, f_weights]),
+    )
+
+
+def _duel_outcomes(table: VoteTable, rows: np.ndarray, weights: np.ndarray | None):
+    """``(keys, counts, weight)`` of the distinct duel outcomes: key = (lo * M + hi) * 3 + r with lo < hi
+    model indices and r 0 (lo won), 1 (hi won), 2 (a tie; both bad is a tie here)."""
+    m_all = len(table.models)
+    a, b, res = table.a[rows].astype(np.int64), table.b[rows].astype(np.int64), table.result[rows]
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    r = np.where(res >= 2, 2, res.astype(np.int64))
+    r = np.where((a > b) & (r < 2), 1 - r, r)
+    codes = (lo * m_all + hi) * 3 + r
+    if weights is None:
+        keys, counts = np.unique(codes, return_counts=True)
+        return keys, counts, np.ones(len(keys))
+    grouped, counts = np.unique(np.column_stack([codes.astype(np.float64), weights]), axis=0, return_counts=True)
+    return grouped[:, 0].astype(np.int64), counts, grouped[:, 1]
+
+
+def _ffa_outcomes(table: VoteTable, rows: np.ndarray, weights: np.ndarray | None) -> dict[tuple, int]:
+    """Free-for-all polls grouped by their exact pairwise contribution and weight: ``{(key, weight): count}``."""
+    index = {int(mid): i for i, mid in enumerate(table.models.tolist())}
+    ffa: dict[tuple, int] = {}
+    weight_list = [] if weights is None else weights.tolist()
+    for n, row in enumerate(rows.tolist()):
+        outcome = table.polls[row]
+        key = tuple(sorted(_oriented(index[x], index[y], s) for x, y, s in pairwise(outcome)))
+        key = (key, 1.0 if weights is None else weight_list[n])
+        ffa[key] = ffa.get(key, 0) + 1
+    return ffa
+
+
+def _ffa_entries(ffa: dict[tuple, int], remap: np.ndarray, m: int, first: int):
+    """``(cells, outcome numbers, weights)`` of the free-for-all outcomes' wins (numbered from ``first``)."""
+    cells, outs, weights = [], [], []
     for j, (key, weight) in enumerate(ffa):
         for x, y, s in key:
             x, y = int(remap[x]), int(remap[y])
             if s == 1.0:
-                f_cells.append(x * m + y)
-                f_weights.append(weight)
-                f_outs.append(n_duel + j)
+                cells.append(x * m + y)
+                weights.append(weight)
+                outs.append(first + j)
             else:
-                f_cells += [x * m + y, y * m + x]
-                f_weights += [0.5 * weight, 0.5 * weight]
-                f_outs += [n_duel + j, n_duel + j]
-    cells.append(np.array(f_cells, dtype=np.int64))
-    outs.append(np.array(f_outs, dtype=np.int64))
-    weights_out.append(np.array(f_weights, dtype=np.float64))
-    return PollTable(
-        models=table.models[models_idx],
-        counts=np.concatenate([duel_counts, np.array(list(ffa.values()), dtype=np.int64)]).astype(np.int64),
-        entry_outcome=np.concatenate(outs).astype(np.int64),
-        entry_cell=np.concatenate(cells).astype(np.int64),
-        entry_weight=np.concatenate(weights_out),
-    )
+                cells += [x * m + y, y * m + x]
+                weights += [0.5 * weight, 0.5 * weight]
+                outs += [first + j, first + j]
+    return np.array(cells, dtype=np.int64), np.array(outs, dtype=np.int64), np.array(weights, dtype=np.float64)
 
 
 def _oriented(x: int, y: int, s: float) -> tuple[int, int, float]:

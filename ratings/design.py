@@ -39,7 +39,10 @@ skills, best-only 4-way polls, 1,000 votes, paired with uniform polls on the sam
 no better than uniform; sharpness 16 lost coverage (0.875 on 20 seeds). Over 60 seeds: uniform tau 0.877,
 coverage 0.940; these defaults tau +0.016 (95% interval +0.003 to +0.029), coverage 0.915 (0.895 to 0.935);
 without the balance +0.011 (-0.002 to +0.025), 0.919; with exploration 0.4, +0.009 and 0.907. The gain is
-modest and costs a little coverage: best-only 4-way polls of close models carry at most ~2 bits.
+modest and costs a little coverage: best-only 4-way polls of close models carry at most ~2 bits. On fresh
+seeds the gain at 1,000 votes is not there: seeds 1000-1029 give tau -0.004 (-0.024 to +0.015), coverage
+0.912 against 0.932, while at 3,000 votes tau is +0.017 (+0.002 to +0.031) and the median votes to tau 0.9
+fall from 2,595 to 2,025 (two uniform runs on other streams differ by -0.020, -0.043 to +0.003, at 1,000).
 
 :class:`Matchmaker` is the prepared object (built once from a snapshot of the candidates and groups; the
 set enumeration, :class:`FeasibleSets`, may be shared across snapshots with the same eligible models and

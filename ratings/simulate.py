@@ -21,6 +21,12 @@ other random streams, a control that should differ from its twin by nothing but 
 One JSON line per design (:func:`summary`): medians and means over seeds, and for each design its paired
 difference from ``uniform`` in tau and coverage at each budget with a 95% t-interval over seeds (seeds pair
 the designs through their shared true skills).
+
+Measured with the defaults (20 models, Normal(1000, 150) skills, best-only 4-way polls): seeds 0-9 (the
+command's default) uniform tau@1000 0.874, coverage 0.925; ``info`` 0.885 (+0.012, -0.030 to +0.053),
+coverage 0.93; the legacy ``active`` 0.859, coverage 0.655. Seeds 1000-1029: ``info`` -0.004 (-0.024 to
++0.015) at 1,000 votes, +0.017 (+0.002 to +0.031) at 3,000, coverage 0.912 against 0.932. The default run
+(three designs and ``--late``) takes about 90 s of CPU.
 """
 
 from __future__ import annotations
