@@ -33,7 +33,7 @@ for the true best of 20, -33 for the worst, against about 0 under uniform polls,
 falling). Balancing exposure by poll counts, which do not depend on the estimates, takes most of that
 feedback away while the information score still picks close companions; it also shows a new model more.
 
-The defaults (exploration 0.3, sharpness 10, order value, best-only weighting, balance 3) were chosen with
+The 4-way defaults (exploration 0.3, sharpness 10, order value, best-only weighting, balance 3) were chosen with
 ``simulate_arena`` on seeds 100-159 (reported runs use other seeds): 20 models with Normal(1000, 150)
 skills, best-only 4-way polls, 1,000 votes, paired with uniform polls on the same skills. Sharpness 2 was
 no better than uniform; sharpness 16 lost coverage (0.875 on 20 seeds). Over 60 seeds: uniform tau 0.877,
@@ -43,6 +43,9 @@ modest and costs a little coverage: best-only 4-way polls of close models carry 
 seeds the gain at 1,000 votes is not there: seeds 1000-1029 give tau -0.004 (-0.024 to +0.015), coverage
 0.912 against 0.932, while at 3,000 votes tau is +0.017 (+0.002 to +0.031) and the median votes to tau 0.9
 fall from 2,595 to 2,025 (two uniform runs on other streams differ by -0.020, -0.043 to +0.003, at 1,000).
+Duels (k=2) lose coverage faster: with sharpness 2-10 at exploration 0.3 their coverage was 0.83-0.875
+against uniform's 0.92 (seeds 100-129); exploration 0.7, sharpness 2 gave tau +0.011 (-0.012 to +0.034)
+at coverage 0.912, hence their defaults.
 
 :class:`Matchmaker` is the prepared object (built once from a snapshot of the candidates and groups; the
 set enumeration, :class:`FeasibleSets`, may be shared across snapshots with the same eligible models and
@@ -60,7 +63,7 @@ import math
 import random
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import combinations
 
 import numpy as np
@@ -99,10 +102,15 @@ def eligible(candidates: Sequence[Candidate]) -> list[Candidate]:
     return out
 
 
+#: Defaults of ``(exploration, sharpness)`` by poll size: a duel's score is one pair's value, far more
+#: peaked than a 4-way set's sum over six pairs, so duels explore more and sharpen less (see the module text).
+DEFAULTS = {2: (0.7, 2.0), 4: (0.3, 10.0)}
+
+
 @dataclass(frozen=True)
 class DesignParams:
-    exploration: float = 0.3  # the uniform share (over feasible sets, weighted by admin weights)
-    sharpness: float = 10.0  # power on a set's summed pair values
+    exploration: float | None = None  # the uniform share (over feasible sets, weighted by admin weights)
+    sharpness: float | None = None  # power on a set's summed pair values; None: DEFAULTS by poll size
     value: str = "order"  # ratings.information.VALUES
     outcome: str = "best"  # "best": best-only free-for-all (only the winner's pairs answered); "ranking"
     beta: float = TRUESKILL_BETA  # performance noise in the candidates' units
@@ -111,9 +119,9 @@ class DesignParams:
     balance: float = 3.0  # exposure balancing: value times prod_i ((1 + mean polls) / (1 + polls_i))^(balance / k)
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.exploration <= 1.0:
+        if self.exploration is not None and not 0.0 <= self.exploration <= 1.0:
             raise ValueError("exploration is a share in [0, 1]")
-        if self.sharpness <= 0 or self.beta <= 0:
+        if (self.sharpness is not None and self.sharpness <= 0) or self.beta <= 0:
             raise ValueError("sharpness and beta must be positive")
         if not (0.0 <= self.pending_pair <= 1.0 and 0.0 <= self.pending_model <= 1.0):
             raise ValueError("pending factors are in [0, 1]")
@@ -121,6 +129,13 @@ class DesignParams:
             raise ValueError("outcome is 'best' (best-only polls) or 'ranking' (full rankings)")
         if self.value not in VALUES:
             raise ValueError(f"unknown pair value {self.value!r}; one of {', '.join(VALUES)}")
+
+
+    def for_poll(self, k: int) -> DesignParams:
+        """These parameters with the poll size's defaults filled in (4-way defaults for k > 2)."""
+        exploration, sharpness = DEFAULTS[2 if k == 2 else 4]
+        return replace(self, exploration=exploration if self.exploration is None else self.exploration,
+                       sharpness=sharpness if self.sharpness is None else self.sharpness)
 
 
 #: The exploration-only design: every feasible set equally likely (with equal admin weights).
@@ -270,6 +285,7 @@ class Matchmaker:
             feasible = FeasibleSets(ids, k, groups)
         elif feasible.ids != ids or feasible.k != k:
             raise ValueError("the FeasibleSets were built for other models or another k")
+        params = params.for_poll(k)
         self.feasible, self.params, self.k = feasible, params, k
         weights = np.array([c.weight for c in pool], dtype=np.float64)
         if (weights == 1.0).all():

@@ -222,7 +222,7 @@ def summary(name: str, runs: list[SeedRun], config: SimConfig, baseline: list[Se
         line["coverage_minus_uniform"] = {
             b: _mean_ci([r.coverage[int(b)] - u.coverage[int(b)] for r, u in zip(runs, baseline)]) for b in budgets}
     if name.split("#")[0] == "info":
-        line["params"] = asdict(config.design)
+        line["params"] = asdict(config.design.for_poll(config.k))
     line["seconds"] = round(seconds, 1)
     return line
 

@@ -26,6 +26,7 @@ def _candidates(seed: int = 0, n: int = 7, weights=None) -> list[Candidate]:
 
 def _expected(candidates, k, groups, params: DesignParams, pending: Pending | None = None) -> dict[tuple, float]:
     """The design's distribution written out set by set, with plain loops: the mixture of the module text."""
+    params = params.for_poll(k)
     ids = [c.id for c in candidates]
     pos = {c.id: i for i, c in enumerate(candidates)}
     mu = np.array([c.mu for c in candidates])
@@ -68,7 +69,8 @@ def test_propensities_of_the_feasible_sets_are_the_design_and_sum_to_one(k, grou
             assert mm.probability(reversed(s), p) == prob
         # every feasible set keeps at least the exploration floor; an infeasible one has probability 0
         a = {s: math.prod(candidates[m - 1].weight for m in s) for s in expected}
-        assert all(prob >= params.exploration * a[s] / sum(a.values()) * (1 - 1e-12)
+        floor = params.for_poll(k).exploration
+        assert all(prob >= floor * a[s] / sum(a.values()) * (1 - 1e-12)
                    for s, prob in zip(mm.feasible.sets(), probs.tolist()))
     if groups is not None:
         assert mm.probability((1, 7, 6, 5)[:k]) == 0.0
@@ -117,7 +119,7 @@ def test_pending_polls_lower_a_pairs_probability():
     mm = Matchmaker(candidates, 2)
     probs = dict(zip(mm.feasible.sets(), mm.probabilities().tolist()))
     (a, b), free = max(probs.items(), key=lambda item: item[1])  # the pair the design favours most
-    assert free > 0.3 / 21 * 1.5  # well above the exploration floor
+    assert free > mm.params.exploration / 21 * 1.5  # well above the exploration floor
     once = mm.probability((a, b), Pending.of([(a, b)]))
     assert once < free
     assert mm.probability((a, b), Pending.of([(a, b)] * 3)) < once
@@ -128,7 +130,7 @@ def test_pending_polls_lower_a_pairs_probability():
     shown = lambda p: sum(x for s, x in zip(flat.feasible.sets(), flat.probabilities(p).tolist()) if a in s)  # noqa: E731
     assert shown(Pending.of([(a, other)])) < shown(None)
     # and never below the exploration floor
-    assert mm.probability((a, b), Pending.of([(a, b)] * 50)) >= 0.3 / math.comb(7, 2) * (1 - 1e-12)
+    assert mm.probability((a, b), Pending.of([(a, b)] * 50)) >= mm.params.exploration / math.comb(7, 2) * (1 - 1e-12)
 
 
 def test_repeated_page_loads_between_votes_spread_over_pairs():
@@ -183,3 +185,10 @@ def test_screen_order_is_random():
     rng = random.Random(4)
     firsts = Counter(mm.draw(rng).models[0] for _ in range(2000))
     assert stats.binomtest(firsts[1], 2000, 0.5).pvalue > 0.001
+
+
+def test_duels_and_four_way_polls_have_their_own_defaults():
+    assert DesignParams().for_poll(2) == DesignParams(exploration=0.7, sharpness=2.0)
+    assert DesignParams().for_poll(4) == DesignParams(exploration=0.3, sharpness=10.0)
+    assert DesignParams(sharpness=5.0).for_poll(2).sharpness == 5.0
+    assert Matchmaker(_candidates(), 2).params.exploration == 0.7

@@ -43,8 +43,10 @@ class Command(BaseCommand):
         parser.add_argument("--threshold", type=float, default=d.threshold, help="Kendall tau that counts as converged")
         parser.add_argument("--bt-every", type=int, default=d.bt_every, help="refit Bradley-Terry every N votes")
         parser.add_argument("--rounds", type=int, default=d.rounds, help="bootstrap rounds per interval")
-        parser.add_argument("--exploration", type=float, default=p.exploration, help="the info design's uniform share")
-        parser.add_argument("--sharpness", type=float, default=p.sharpness, help="the info design's power on scores")
+        parser.add_argument("--exploration", type=float, default=p.exploration,
+                            help="the info design's uniform share (default: by poll size, ratings.design.DEFAULTS)")
+        parser.add_argument("--sharpness", type=float, default=p.sharpness,
+                            help="the info design's power on scores (default: by poll size)")
         parser.add_argument("--late", action="store_true",
                             help="also run the late-joining-models experiment (time-weighted Elo), one more line")
 
