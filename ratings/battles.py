@@ -1,14 +1,24 @@
 """The vote log in Chatbot Arena's clean-battle format, and back.
 
-A battle is ``{"model_a", "model_b", "winner", "judge", "tstamp", "anony", "question_id"}`` with ``winner``
-one of ``"model_a"``, ``"model_b"``, ``"tie"``, ``"tie (bothbad)"``; a file is a JSON list of battles in
-replay order. Model names replace model ids (a ``names`` mapping), ``tstamp`` is the vote's POSIX time,
-``question_id`` is the vote id as a string.
+A battle is ``{"model_a", "model_b", "winner", "judge", "tstamp", "anony", "question_id", "poll_id",
+"weight"}`` with ``winner`` one of ``"model_a"``, ``"model_b"``, ``"tie"``, ``"tie (bothbad)"``; a file is
+a JSON list of battles in replay order. Model names replace model ids (a ``names`` mapping), ``tstamp`` is
+the vote's POSIX time, ``question_id`` is the vote id as a string.
 
 The format is pairwise: a free-for-all poll is written as its pairwise results (see
 :mod:`ratings.outcomes`), each with ``question_id`` ``"<vote id>.<pair number>"``; those do not parse
 back into the poll (the JSONL export in :mod:`ratings.log` is the lossless one). Duels round-trip
 exactly.
+
+``poll_id`` (the record's poll id, or its vote id when it has none: one vote answers one poll) ties the
+battles of one poll together: it is the unit to resample. The 3 (best-only) or 6 (full ranking) battles of
+a 4-way poll are not independent, and a bootstrap that resamples battles one by one (FastChat's default)
+gives intervals too narrow; resampling poll ids gives the leaderboard's intervals. ``weight`` is the
+battle's weight in the leaderboard's Bradley–Terry fit: 1.0, or the poll's inverse-propensity weight with
+``weighting="ipw"``. Pass it as the sample weight and every battle counts as it does for us; it is not 1/3
+or 1/6 per free-for-all battle, because weights cannot stand in for resampling (the fit does not change
+when all weights are scaled) and down-weighting would move the ratings away from ours wherever duels and
+free-for-all polls are rated together.
 """
 
 from __future__ import annotations
@@ -17,6 +27,9 @@ import json
 from collections.abc import Iterable, Iterator, Mapping
 from typing import IO
 
+import numpy as np
+
+from ratings.bradley_terry import ipw_weights
 from ratings.log import A_WON, B_WON, BOTH_BAD, TIE, VoteRecord, VoteTable, in_replay_order
 from ratings.outcomes import pairwise
 
@@ -35,26 +48,36 @@ def _duel_result(record: VoteRecord) -> int:
 
 def clean_battles(
     records: Iterable[VoteRecord], names: Mapping[int, str], *, judges: Mapping[int, str] | None = None,
-    anony: bool = True,
+    anony: bool = True, weighting: str = "none",
 ) -> Iterator[dict]:
     """Battles of the log in replay order. ``judges`` maps a vote id to its judge (e.g. a salted voter hash;
-    never a raw session key); missing ones are ``"anonymous"``."""
+    never a raw session key); missing ones are ``"anonymous"``. ``weighting`` is the leaderboard's
+    (``"none"`` or ``"ipw"``; see :mod:`ratings.bradley_terry`)."""
     judges = judges or {}
-    for record in in_replay_order(records):
+    ordered = in_replay_order(records)
+    weights = [1.0] * len(ordered)
+    if weighting == "ipw" and ordered:
+        table = VoteTable.from_records(ordered)
+        weights = ipw_weights(table, np.arange(len(table))).tolist()
+    elif weighting != "none":
+        raise ValueError("weighting is 'none' or 'ipw'")
+    for record, weight in zip(ordered, weights):
         judge = judges.get(record.id, DEFAULT_JUDGE)
+        poll_id = record.id if record.poll is None else record.poll
         if record.is_duel:
             a, b = record.players
-            yield _battle(names[a], names[b], WINNERS[_duel_result(record)], judge, record.timestamp, anony, str(record.id))
+            yield _battle(names[a], names[b], WINNERS[_duel_result(record)], judge, record.timestamp, anony,
+                          str(record.id), poll_id, weight)
             continue
         for n, (a, b, score) in enumerate(pairwise(record.outcome)):
             winner = WINNERS[A_WON if score == 1.0 else B_WON if score == 0.0 else TIE]
-            yield _battle(names[a], names[b], winner, judge, record.timestamp, anony, f"{record.id}.{n}")
+            yield _battle(names[a], names[b], winner, judge, record.timestamp, anony, f"{record.id}.{n}", poll_id, weight)
 
 
-def _battle(model_a, model_b, winner, judge, tstamp, anony, question_id) -> dict:
+def _battle(model_a, model_b, winner, judge, tstamp, anony, question_id, poll_id, weight) -> dict:
     return {
         "model_a": model_a, "model_b": model_b, "winner": winner, "judge": judge, "tstamp": tstamp,
-        "anony": anony, "question_id": question_id,
+        "anony": anony, "question_id": question_id, "poll_id": poll_id, "weight": weight,
     }
 
 
@@ -85,11 +108,12 @@ def write_table_battles(
     fp.write("[")
     count = 0
     chunk = []
-    for vid, ts, a, b, res in zip(table.ids.tolist(), table.timestamps.tolist(), table.a.tolist(), table.b.tolist(),
-                                  table.result.tolist()):
+    for vid, ts, a, b, res, poll in zip(table.ids.tolist(), table.timestamps.tolist(), table.a.tolist(),
+                                        table.b.tolist(), table.result.tolist(), table.poll.tolist()):
         chunk.append(
             f'{sep if count else first}{{"model_a": {quoted[a]}, "model_b": {quoted[b]}, "winner": {winners[res]}'
-            f'{tail}{ts!r}, "anony": {anony_s}, "question_id": "{vid}"}}'
+            f'{tail}{ts!r}, "anony": {anony_s}, "question_id": "{vid}", "poll_id": {vid if poll < 0 else poll}, '
+            f'"weight": 1.0}}'
         )
         count += 1
         if len(chunk) >= 65536:
@@ -105,7 +129,8 @@ def parse_clean_battles(
 ) -> list[VoteRecord]:
     """Records from clean battles (a parsed list or the JSON text). Each battle is a duel record of ``mode``;
     names map to ids through ``model_ids`` (an unknown name is an error). Record ids are the question ids
-    when every question id is a decimal integer, otherwise the battles' positions in the list (0, 1, ...)."""
+    when every question id is a decimal integer, otherwise the battles' positions in the list (0, 1, ...).
+    A ``poll_id`` different from the record id is kept as the record's poll."""
     if isinstance(battles, str):
         battles = json.loads(battles)
     qids = [str(b.get("question_id", "")) for b in battles]
@@ -118,9 +143,11 @@ def parse_clean_battles(
             raise ValueError(f"battle {position}: unknown winner {battle['winner']!r}") from None
         a, b = model_ids[battle["model_a"]], model_ids[battle["model_b"]]
         ranks = ((0, 1), (1, 0), (0, 0), (0, 0))[result]
+        vid = int(qid) if use_qid else position
+        poll = battle.get("poll_id")
         records.append(VoteRecord(
-            id=int(qid) if use_qid else position, timestamp=float(battle["tstamp"]), mode=mode, players=(a, b),
-            ranks=ranks, both_bad=result == BOTH_BAD,
+            id=vid, timestamp=float(battle["tstamp"]), mode=mode, players=(a, b),
+            ranks=ranks, both_bad=result == BOTH_BAD, poll=None if poll is None or poll == vid else poll,
         ))
     return records
 

@@ -22,6 +22,14 @@ of the rounds' ratings (default 95%: the 2.5th and 97.5th percentiles). With ``r
 point estimate.
 
 Rank by interval: rank = 1 + the number of models whose lower bound is above this model's upper bound.
+
+Inverse-propensity weighting (``weighting="ipw"``): each poll's pairwise results count ``w = (1 / p) /
+mean(1 / p)`` times, ``p`` the stored probability with which the matchmaker drew the poll's set of models,
+normalised within each mode (a duel's and a 4-way poll's probabilities are not comparable). The fit then
+estimates what a uniform design would have estimated when the Bradley–Terry model is not exactly right (e.g.
+intransitive preferences); when it is right, both are consistent and the weights only add variance. Under a
+uniform design every weight is exactly 1, and the result is bit for bit the unweighted one. A weighted poll
+stays one unit of the bootstrap. Every poll of the scope must then carry a propensity.
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ class BTParams:
     seed: int = 0
     confidence: float = 0.95
     l2: float = 1e-6
+    weighting: str = "none"  # "none", or "ipw": inverse-propensity weights (see the module text)
 
     def __post_init__(self) -> None:
         if self.rounds < 0:
@@ -53,6 +62,11 @@ class BTParams:
             raise ValueError("confidence must be in (0, 1)")
         if self.l2 <= 0.0:
             raise ValueError("l2 must be > 0 (it keeps the maximum finite)")
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting is one of {', '.join(WEIGHTINGS)}")
+
+
+WEIGHTINGS = ("none", "ipw")
 
 
 @dataclass
@@ -79,32 +93,39 @@ class PollTable:
         return w.reshape(m, m)
 
 
-def poll_table(table: VoteTable, rows: np.ndarray) -> PollTable:
-    """The distinct outcomes of ``rows`` of a vote table, restricted to the models that appear in them."""
+def ipw_weights(table: VoteTable, rows: np.ndarray) -> np.ndarray:
+    """Inverse-propensity weights of ``rows``, normalised to mean 1 within each mode (see the module text)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    p = table.propensity[rows]
+    if np.isnan(p).any():
+        raise ValueError(f"{int(np.isnan(p).sum())} polls of the scope have no stored propensity; IPW needs all")
+    weights = np.empty(len(rows))
+    scope = table.scope[rows]
+    for mode in np.unique(scope).tolist():
+        where = np.flatnonzero(scope == mode)
+        inverse = 1.0 / p[where]
+        ratio = inverse / inverse[0]  # exactly 1.0 everywhere when every propensity is equal
+        weights[where] = ratio / ratio.mean()
+    return weights
+
+
+def poll_table(table: VoteTable, rows: np.ndarray, weights: np.ndarray | None = None) -> PollTable:
+    """The distinct outcomes of ``rows`` of a vote table, restricted to the models that appear in them.
+
+    ``weights`` (one per row, default 1) multiplies each poll's pairwise results; polls are grouped by
+    outcome and weight, so a poll stays one unit of the bootstrap."""
     m_all = len(table.models)
-    a, b, res = table.a[rows], table.b[rows], table.result[rows]
-    duel = a >= 0
-    a, b, res = a[duel].astype(np.int64), b[duel].astype(np.int64), res[duel]
-    ffa_rows = rows[~duel].tolist()
-    index = {int(mid): i for i, mid in enumerate(table.models.tolist())}
-    # Duels: orient each so lo < hi; result 0 lo won, 1 hi won, 2 tie (both bad is a tie here).
-    lo, hi = np.minimum(a, b), np.maximum(a, b)
-    swapped = a > b
-    r = np.where(res >= 2, 2, res.astype(np.int64))
-    r = np.where(swapped & (r < 2), 1 - r, r)
-    keys, duel_counts = np.unique((lo * m_all + hi) * 3 + r, return_counts=True)
+    rows = np.asarray(rows, dtype=np.int64)
+    duel = table.a[rows] >= 0
+    weights = None if weights is None else np.asarray(weights, dtype=np.float64)
+    keys, duel_counts, duel_weight = _duel_outcomes(table, rows[duel], None if weights is None else weights[duel])
+    ffa = _ffa_outcomes(table, rows[~duel], None if weights is None else weights[~duel])
     pair, rest = np.divmod(keys, 3)
     k_lo, k_hi = np.divmod(pair, m_all)
-    # Free-for-all polls: grouped by their exact pairwise contribution.
-    ffa: dict[tuple, int] = {}
-    for row in ffa_rows:
-        outcome = table.polls[row]
-        key = tuple(sorted(_oriented(index[x], index[y], s) for x, y, s in pairwise(outcome)))
-        ffa[key] = ffa.get(key, 0) + 1
     present = np.zeros(m_all, dtype=bool)
-    present[lo] = True
-    present[hi] = True
-    for key in ffa:
+    present[k_lo] = True
+    present[k_hi] = True
+    for key, _ in ffa:
         for x, y, _ in key:
             present[x] = present[y] = True
     models_idx = np.flatnonzero(present)
@@ -112,7 +133,6 @@ def poll_table(table: VoteTable, rows: np.ndarray) -> PollTable:
     remap[models_idx] = np.arange(len(models_idx))
     m = len(models_idx)
     k_lo, k_hi = remap[k_lo], remap[k_hi]
-    n_duel = len(keys)
     # duel entries: one per decisive outcome, two per tie
     win = rest < 2
     cells_w = np.where(rest == 0, k_lo * m + k_hi, k_hi * m + k_lo)[win]
@@ -120,29 +140,61 @@ def poll_table(table: VoteTable, rows: np.ndarray) -> PollTable:
     tie = np.flatnonzero(~win)
     cells = [cells_w, k_lo[tie] * m + k_hi[tie], k_hi[tie] * m + k_lo[tie]]
     outs = [out_w, tie, tie]
-    weights = [np.ones(len(out_w)), np.full(len(tie), 0.5), np.full(len(tie), 0.5)]
-    f_cells, f_outs, f_weights = [], [], []
-    for j, key in enumerate(ffa):
-        for x, y, s in key:
-            x, y = int(remap[x]), int(remap[y])
-            if s == 1.0:
-                f_cells.append(x * m + y)
-                f_weights.append(1.0)
-                f_outs.append(n_duel + j)
-            else:
-                f_cells += [x * m + y, y * m + x]
-                f_weights += [0.5, 0.5]
-                f_outs += [n_duel + j, n_duel + j]
-    cells.append(np.array(f_cells, dtype=np.int64))
-    outs.append(np.array(f_outs, dtype=np.int64))
-    weights.append(np.array(f_weights, dtype=np.float64))
+    weights_out = [duel_weight[out_w], 0.5 * duel_weight[tie], 0.5 * duel_weight[tie]]
+    f_cells, f_outs, f_weights = _ffa_entries(ffa, remap, m, first=len(keys))
     return PollTable(
         models=table.models[models_idx],
         counts=np.concatenate([duel_counts, np.array(list(ffa.values()), dtype=np.int64)]).astype(np.int64),
-        entry_outcome=np.concatenate(outs).astype(np.int64),
-        entry_cell=np.concatenate(cells).astype(np.int64),
-        entry_weight=np.concatenate(weights),
+        entry_outcome=np.concatenate([*outs, f_outs]).astype(np.int64),
+        entry_cell=np.concatenate([*cells, f_cells]).astype(np.int64),
+        entry_weight=np.concatenate([*weights_out, f_weights]),
     )
+
+
+def _duel_outcomes(table: VoteTable, rows: np.ndarray, weights: np.ndarray | None):
+    """``(keys, counts, weight)`` of the distinct duel outcomes: key = (lo * M + hi) * 3 + r with lo < hi
+    model indices and r 0 (lo won), 1 (hi won), 2 (a tie; both bad is a tie here)."""
+    m_all = len(table.models)
+    a, b, res = table.a[rows].astype(np.int64), table.b[rows].astype(np.int64), table.result[rows]
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    r = np.where(res >= 2, 2, res.astype(np.int64))
+    r = np.where((a > b) & (r < 2), 1 - r, r)
+    codes = (lo * m_all + hi) * 3 + r
+    if weights is None:
+        keys, counts = np.unique(codes, return_counts=True)
+        return keys, counts, np.ones(len(keys))
+    grouped, counts = np.unique(np.column_stack([codes.astype(np.float64), weights]), axis=0, return_counts=True)
+    return grouped[:, 0].astype(np.int64), counts, grouped[:, 1]
+
+
+def _ffa_outcomes(table: VoteTable, rows: np.ndarray, weights: np.ndarray | None) -> dict[tuple, int]:
+    """Free-for-all polls grouped by their exact pairwise contribution and weight: ``{(key, weight): count}``."""
+    index = {int(mid): i for i, mid in enumerate(table.models.tolist())}
+    ffa: dict[tuple, int] = {}
+    weight_list = [] if weights is None else weights.tolist()
+    for n, row in enumerate(rows.tolist()):
+        outcome = table.polls[row]
+        key = tuple(sorted(_oriented(index[x], index[y], s) for x, y, s in pairwise(outcome)))
+        key = (key, 1.0 if weights is None else weight_list[n])
+        ffa[key] = ffa.get(key, 0) + 1
+    return ffa
+
+
+def _ffa_entries(ffa: dict[tuple, int], remap: np.ndarray, m: int, first: int):
+    """``(cells, outcome numbers, weights)`` of the free-for-all outcomes' wins (numbered from ``first``)."""
+    cells, outs, weights = [], [], []
+    for j, (key, weight) in enumerate(ffa):
+        for x, y, s in key:
+            x, y = int(remap[x]), int(remap[y])
+            if s == 1.0:
+                cells.append(x * m + y)
+                weights.append(weight)
+                outs.append(first + j)
+            else:
+                cells += [x * m + y, y * m + x]
+                weights += [0.5 * weight, 0.5 * weight]
+                outs += [first + j, first + j]
+    return np.array(cells, dtype=np.int64), np.array(outs, dtype=np.int64), np.array(weights, dtype=np.float64)
 
 
 def _oriented(x: int, y: int, s: float) -> tuple[int, int, float]:
@@ -289,11 +341,18 @@ def interval(samples: np.ndarray, confidence: float) -> tuple[np.ndarray, np.nda
     return np.nanpercentile(samples, tail, axis=0), np.nanpercentile(samples, 100.0 - tail, axis=0)
 
 
+def scope_poll_table(table: VoteTable, scope: str, params: BTParams = BTParams()) -> PollTable:
+    """The scope's poll table, weighted as ``params.weighting`` says."""
+    rows = table.rows_in(scope)
+    return poll_table(table, rows, ipw_weights(table, rows) if params.weighting == "ipw" else None)
+
+
 def bradley_terry_scope(table: VoteTable, scope: str, params: BTParams = BTParams()) -> BTResult:
-    return bradley_terry(poll_table(table, table.rows_in(scope)), params)
+    return bradley_terry(scope_poll_table(table, scope, params), params)
 
 
 __all__ = [
     "BTParams", "BTResult", "PollTable", "bootstrap_ratings", "bradley_terry", "bradley_terry_scope",
-    "fit_log_odds", "interval", "point_estimate", "poll_table", "rank_by_interval", "with_interval",
+    "fit_log_odds", "interval", "ipw_weights", "point_estimate", "poll_table", "rank_by_interval",
+    "scope_poll_table", "with_interval",
 ]

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 
-from ratings.bradley_terry import BTParams, BTResult, bradley_terry, poll_table
+from ratings.bradley_terry import BTParams, BTResult, bradley_terry, scope_poll_table
 from ratings.log import OVERALL, VoteRecord, VoteTable, vote_log_hash
 from ratings.online import EloParams, TrueSkillParams, conservative
 from ratings.replay import ScopeReplay, replay_table
@@ -62,7 +62,7 @@ def compute_leaderboard(
     if end is None and len(table):
         end = float(table.timestamps[-1])
     replayed = replay_table(table, scope, elo=elo, trueskill=trueskill, end=end)
-    result = bradley_terry(poll_table(table, table.rows_in(scope)), bt)
+    result = bradley_terry(scope_poll_table(table, scope, bt), bt)
     return leaderboard_rows(table, scope, replayed, result)
 
 

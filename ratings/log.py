@@ -2,7 +2,10 @@
 
 A :class:`VoteRecord` is one counted vote: when it was cast, its id, its scope (the poll mode), the models
 in screen order with a rank each (see :mod:`ratings.outcomes`), whether the ranking is full, and
-whether a tied duel was "both bad" (rated as a tie, kept distinct in the log and the exports).
+whether a tied duel was "both bad" (rated as a tie, kept distinct in the log and the exports). Optionally
+the poll it answered (``poll``, an id) and the probability with which the matchmaker drew that poll's
+unordered set of models (``propensity``, see :mod:`ratings.design`); both are left out of the canonical
+form while unset, so logs written before they existed keep their hashes.
 
 The log's stable order is (timestamp, id): replays, hashes and exports all use it.
 """
@@ -47,6 +50,8 @@ class VoteRecord:
     ranks: tuple[int, ...]
     full_ranking: bool = False
     both_bad: bool = False
+    poll: int | None = None
+    propensity: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "timestamp", _timestamp(self.timestamp))
@@ -56,6 +61,12 @@ class VoteRecord:
             raise ValueError(f"{OVERALL!r} is the scope of all votes, not a mode")
         if self.both_bad and not (len(self.players) == 2 and self.ranks[0] == self.ranks[1]):
             raise ValueError("only a tied duel can be 'both bad'")
+        if self.poll is not None:
+            object.__setattr__(self, "poll", int(self.poll))
+        if self.propensity is not None:
+            object.__setattr__(self, "propensity", float(self.propensity))
+            if not 0.0 < self.propensity <= 1.0:
+                raise ValueError("a propensity is a probability in (0, 1]")
         self.outcome  # validates players and ranks
 
     @property
@@ -70,11 +81,17 @@ class VoteRecord:
         return (self.timestamp, self.id)
 
     def as_dict(self) -> dict:
-        """The canonical JSON-ready form (also one line of the JSONL export)."""
-        return {
+        """The canonical JSON-ready form (also one line of the JSONL export); ``poll`` and ``propensity``
+        appear only when set."""
+        out = {
             "id": self.id, "timestamp": self.timestamp, "mode": self.mode, "players": list(self.players),
             "ranks": list(self.ranks), "full_ranking": self.full_ranking, "both_bad": self.both_bad,
         }
+        if self.poll is not None:
+            out["poll"] = self.poll
+        if self.propensity is not None:
+            out["propensity"] = self.propensity
+        return out
 
     @classmethod
     def from_dict(cls, data: dict) -> VoteRecord:
@@ -82,6 +99,7 @@ class VoteRecord:
             id=int(data["id"]), timestamp=float(data["timestamp"]), mode=str(data["mode"]),
             players=tuple(data["players"]), ranks=tuple(data["ranks"]),
             full_ranking=bool(data.get("full_ranking", False)), both_bad=bool(data.get("both_bad", False)),
+            poll=data.get("poll"), propensity=data.get("propensity"),
         )
 
 
@@ -120,7 +138,8 @@ class VoteTable:
 
     Models are renumbered densely: column ``a``/``b`` hold indices into ``models`` (the sorted model ids).
     Duel rows have ``a``, ``b`` and ``result`` (:data:`A_WON` .. :data:`BOTH_BAD`); free-for-all rows have
-    ``a = b = result = -1`` and their outcome (in model ids) in ``polls``.
+    ``a = b = result = -1`` and their outcome (in model ids) in ``polls``. ``propensity`` is NaN and
+    ``poll`` is -1 where a record has none.
     """
 
     ids: np.ndarray  # int64
@@ -132,6 +151,14 @@ class VoteTable:
     models: np.ndarray  # int64, sorted model ids
     modes: tuple[str, ...]
     polls: dict[int, Outcome] = field(default_factory=dict)
+    propensity: np.ndarray | None = None  # float64, NaN where unknown
+    poll: np.ndarray | None = None  # int64, -1 where unknown
+
+    def __post_init__(self) -> None:
+        if self.propensity is None:
+            self.propensity = np.full(len(self.ids), np.nan)
+        if self.poll is None:
+            self.poll = np.full(len(self.ids), -1, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -160,6 +187,8 @@ class VoteTable:
             timestamps=np.array([r.timestamp for r in ordered], dtype=np.float64),
             scope=np.array([mode_index[r.mode] for r in ordered], dtype=np.int16),
             a=a, b=b, result=result, models=models, modes=modes, polls=polls,
+            propensity=np.array([np.nan if r.propensity is None else r.propensity for r in ordered], dtype=np.float64),
+            poll=np.array([-1 if r.poll is None else r.poll for r in ordered], dtype=np.int64),
         )
 
     @classmethod
@@ -183,17 +212,18 @@ class VoteTable:
     def to_records(self) -> list[VoteRecord]:
         out = []
         models = self.models.tolist()
-        for row, (vid, ts, sc, a, b, res) in enumerate(zip(
+        for row, (vid, ts, sc, a, b, res, prop, poll) in enumerate(zip(
             self.ids.tolist(), self.timestamps.tolist(), self.scope.tolist(), self.a.tolist(), self.b.tolist(),
-            self.result.tolist(),
+            self.result.tolist(), self.propensity.tolist(), self.poll.tolist(),
         )):
             mode = self.modes[sc]
+            extra = {"poll": None if poll < 0 else poll, "propensity": None if prop != prop else prop}
             if a < 0:
                 o = self.polls[row]
-                out.append(VoteRecord(vid, ts, mode, o.players, o.ranks, o.full_ranking))
+                out.append(VoteRecord(vid, ts, mode, o.players, o.ranks, o.full_ranking, **extra))
             else:
                 ranks = ((0, 1), (1, 0), (0, 0), (0, 0))[res]
-                out.append(VoteRecord(vid, ts, mode, (models[a], models[b]), ranks, both_bad=res == BOTH_BAD))
+                out.append(VoteRecord(vid, ts, mode, (models[a], models[b]), ranks, both_bad=res == BOTH_BAD, **extra))
         return out
 
     def rows_in(self, scope: str) -> np.ndarray:

@@ -17,6 +17,17 @@ class EloParams:
     scale: float = 400.0
     base: float = 10.0
     initial: float = 1000.0
+    #: Pairwise games a model plays before its time-weighted average starts (see ratings.replay); None:
+    #: :meth:`settle_games`' default, 0: from its first vote (the plain average, which penalises late models).
+    twa_settle_games: int | None = None
+
+    def settle_games(self) -> int:
+        """Games after which the initial rating has stopped mattering: online Elo pulls a rating's error
+        towards 0 by at most ``k * ln(base) / scale / 4`` of it per game (at even odds), so after
+        ``3 / that`` games (522 for k=4) an initial offset is down to about 5% (e^-3) at best."""
+        if self.twa_settle_games is not None:
+            return self.twa_settle_games
+        return math.ceil(3.0 / (self.k * math.log(self.base) / self.scale / 4.0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,11 +150,21 @@ def trueskill_update(
 ) -> dict[int, tuple[float, float]]:
     """New (mu, sigma) of the outcome's players, with the ``trueskill`` package's model.
 
-    A duel is the package's ``rate_1vs1`` (a tie is a draw), computed by its closed form
-    :func:`trueskill_duel`; a free-for-all is the package's ``rate`` with one team per player and the
-    outcome's ranks (best-only polls rank the unchosen images equal). Should ``rate`` raise
-    ``FloatingPointError`` (an extreme upset its approximate cdf cannot resolve), the same game is rated with
-    the package's exact scipy backend instead. A missing player starts at ``(params.mu, params.sigma)``.
+    * A duel is the package's ``rate_1vs1`` (a tie is a draw), computed by its closed form
+      :func:`trueskill_duel`.
+    * A best-only free-for-all (one image chosen, the others unranked among themselves) is its pairwise
+      expansion (:func:`ratings.outcomes.pairwise`: the chosen image beats each other image), each pair a
+      ``rate_1vs1`` from the *pre-poll* ratings, combined per player: the mean changes add up and the
+      variance shrink factors multiply, ``sigma'^2 = (sigma^2 + tau^2) * prod_j (sigma_j'^2 / (sigma^2 +
+      tau^2))`` (the dynamics ``tau`` is added once per poll). So no draw is invented among the unchosen
+      images, the result does not depend on screen order, and an unchosen image can only lose rating. See
+      :func:`trueskill_pairwise`; tests/ratings check it against the package's ``rate_1vs1``.
+    * A full ranking is the package's ``rate`` with one team per player and the ranks (its factor graph
+      for a ranking); so is a poll where nobody was chosen (all ranks equal: a draw among all). Should
+      ``rate`` raise ``FloatingPointError`` (an extreme upset its approximate cdf cannot resolve), the same
+      game is rated with the package's exact scipy backend instead.
+
+    A missing player starts at ``(params.mu, params.sigma)``.
     """
     players = outcome.players
     if len(players) == 2:
@@ -156,12 +177,41 @@ def trueskill_update(
         else:
             mu_b, sigma_b, mu_a, sigma_a = trueskill_duel(mu_b, sigma_b, mu_a, sigma_a, False, constants)
         return {a: (mu_a, sigma_a), b: (mu_b, sigma_b)}
+    if not outcome.full_ranking and not outcome.is_draw:
+        return trueskill_pairwise(ratings, outcome, params)
     groups = [(ratings.get(p, (params.mu, params.sigma)),) for p in players]
     try:
         new = _rate_free_for_all(trueskill_env(params), groups, outcome.ranks)
     except FloatingPointError:
         new = _rate_free_for_all(trueskill_scipy_env(params), groups, outcome.ranks)
     return dict(zip(players, new))
+
+
+def trueskill_pairwise(
+    ratings: dict[int, tuple[float, float]], outcome: Outcome, params: TrueSkillParams
+) -> dict[int, tuple[float, float]]:
+    """A poll rated as its pairwise results, each a 1-vs-1 game from the pre-poll ratings (see
+    :func:`trueskill_update`): per player, ``mu + sum of the mean changes`` and
+    ``(sigma^2 + tau^2) * product of the variance factors``."""
+    constants = duel_constants(params)
+    tau2 = constants[1]
+    before = {p: ratings.get(p, (params.mu, params.sigma)) for p in outcome.players}
+    shift = dict.fromkeys(outcome.players, 0.0)
+    shrink = dict.fromkeys(outcome.players, 1.0)
+    for a, b, score in pairwise(outcome):
+        w, l = (a, b) if score >= 0.5 else (b, a)
+        (mu_w, sigma_w), (mu_l, sigma_l) = before[w], before[l]
+        new_mu_w, new_sigma_w, new_mu_l, new_sigma_l = trueskill_duel(
+            mu_w, sigma_w, mu_l, sigma_l, score == 0.5, constants
+        )
+        shift[w] += new_mu_w - mu_w
+        shift[l] += new_mu_l - mu_l
+        shrink[w] *= new_sigma_w * new_sigma_w / (sigma_w * sigma_w + tau2)
+        shrink[l] *= new_sigma_l * new_sigma_l / (sigma_l * sigma_l + tau2)
+    out = {}
+    for p, (mu, sigma) in before.items():
+        out[p] = (mu + shift[p], math.sqrt((sigma * sigma + tau2) * shrink[p]))
+    return out
 
 
 def _rate_free_for_all(env: trueskill.TrueSkill, groups, ranks) -> list[tuple[float, float]]:

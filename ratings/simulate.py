@@ -1,284 +1,301 @@
-"""An arena simulated against voters who know hidden true skills: how fast does a strategy find the ranking?
+"""A fair comparison of matchmaking designs against simulated voters (``manage.py simulate_arena``).
 
-Setup (``simulate_arena``): ``models`` models with true skills evenly spaced ``spacing`` Elo points apart
-(default 50 models, 40 points), shuffled over the model ids. A simulated voter judges a duel by the
-Bradley–Terry model of the true skills (P(a beats b) = 1 / (1 + 10^((s_b - s_a) / 400)), no ties) and a
-free-for-all by the Plackett–Luce model (the best image is i with probability ∝ 10^(s_i / 400); with
-``full_ranking`` the rest of the ranking follows the same rule among those left). A noisy voter
-(``flip``) answers at random instead with that probability: in a duel they pick the other image, in a
-free-for-all they pick one of the others (uniformly).
+Every design is judged the same way: the same estimator (the leaderboard's Bradley–Terry with its poll
+bootstrap, :func:`ratings.bradley_terry.bradley_terry`), the same number of votes, the same stopping rule,
+the same true skills and voters (see :mod:`ratings.simvoters`) for a given seed, over several seeds. A design
+only decides which models meet; it sees what the site shows the matchmaker (TrueSkill mu/sigma from the
+online updates, pairwise game counts), vote by vote.
 
-Each run drives the real matchmaker (:func:`ratings.matchmaking.pick`, fed TrueSkill μ/σ and pairwise
-game counts as the site feeds it) and the real online updates, vote by vote. After every vote the
-estimated ranking is compared with the true one by Kendall's tau (tau-b, so the all-equal start scores
-0). ``votes_to_converge`` is the first vote count after which tau stays at or above ``threshold`` (0.9)
-to the end of the run (None if the last vote is below it); ``final_tau`` is tau after the last vote.
+Per design and seed, after ``budgets`` votes (300, 1,000, 3,000): Kendall's tau-b of the BT ratings
+against the true skills; the **coverage**: the share of models whose 95% interval holds its true skill
+(both centred: BT is anchored at mean 1000, the truth is shifted to mean 1000); the spread ratio (sd of the
+BT ratings / sd of the truth: above 1, the ratings are spread too wide); the mean interval width. The
+stopping rule: BT is refitted every ``bt_every`` votes and ``votes_to_tau`` is the first count after which
+tau stays >= ``threshold`` (0.9) to the last budget (None if it does not).
 
-Estimators: the chosen strategy's run is rated by TrueSkill μ (what the matchmaker itself uses), and by
-Bradley–Terry on the pairwise expansion (the leaderboard's rating). The baseline, uniform duels, is rated
-by online Elo (K=4, Chatbot Arena's published setting) and by Bradley–Terry. Bradley–Terry is refitted
-every ``bt_every`` votes (warm-started), so its ``votes_to_converge`` is a multiple of that.
-``speedup_vs_uniform_elo`` compares the chosen strategy rated by TrueSkill with uniform duels rated by
-online Elo. ``newcomer`` (:func:`run_newcomer`) measures how many of its own polls a newly registered model
-needs, under the chosen strategy, before its place stays within two places of its true one.
+Designs: ``info`` (:mod:`ratings.design` with ``SimConfig.design``, the site's default), ``uniform`` (the
+same matchmaker with exploration 1: every set equally likely), and the legacy deterministic ``active`` and
+``widest`` of :func:`ratings.matchmaking.pick`. A name may carry a tag, ``uniform#2``: the same design on
+other random streams, a control that should differ from its twin by nothing but noise.
 
-Measured (seed 0, 50 models, 40 Elo apart, no noise): ``active`` best-only ffa4 converges after 222 votes
-(TrueSkill; 230 by Bradley–Terry); uniform duels with online Elo K=4 after 1,829 and with Bradley–Terry
-after 770, so active ffa4 is 8.2x sooner than uniform duels with Elo. With full rankings ffa4 needs 118
-votes (15.5x; 90 by Bradley–Terry). Over 20 other seeds best-only ffa4 needs 273 votes (median) by
-TrueSkill. Uniform duels do well here because with skills spread over 1,960 Elo a random pair is usually
-far apart, so its outcome is nearly certain and a small-K Elo ranks by win rate; a best-only poll of four
-carries at most 2 bits, and the ~190 bits a tau-0.9 ranking of 50 models needs take about 200 such polls
-at the information they carry in practice, which is why ~16x is out of reach for best-only polls in this
-setup and within reach for full rankings.
+One JSON line per design (:func:`summary`): medians and means over seeds, and for each design its paired
+difference from ``uniform`` in tau and coverage at each budget with a 95% t-interval over seeds (seeds pair
+the designs through their shared true skills).
+
+Measured with the defaults (20 models, Normal(1000, 150) skills, best-only 4-way polls): seeds 0-9 (the
+command's default) uniform tau@1000 0.874, coverage 0.925; ``info`` 0.885 (+0.012, -0.030 to +0.053),
+coverage 0.93; the legacy ``active`` 0.859, coverage 0.655. Seeds 1000-1029: ``info`` -0.004 (-0.024 to
++0.015) at 1,000 votes, +0.017 (+0.002 to +0.031) at 3,000, coverage 0.912 against 0.932. The default run
+(three designs and ``--late``) takes about 90 s of CPU.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
+import time
+import zlib
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from scipy import stats
 
-from ratings.bradley_terry import fit_log_odds
-from ratings.matchmaking import Candidate, pick
-from ratings.online import EloParams, TrueSkillParams, elo_update, trueskill_update
+from ratings.bradley_terry import BTParams, bradley_terry, fit_log_odds, ipw_weights, poll_table
+from ratings.design import UNIFORM, Candidate, DesignParams, FeasibleSets, Matchmaker
+from ratings.log import VoteRecord, VoteTable
+from ratings.matchmaking import pick
+from ratings.online import EloParams, TrueSkillParams, trueskill_update
 from ratings.outcomes import Outcome, pairwise
+from ratings.replay import replay_table
+from ratings.simvoters import SKILLS, KendallTau, Voter, converged_at, true_skills
 
-MODES = {"duel": 2, "ffa4": 4}
+DESIGNS = ("info", "uniform", "active", "widest")
 
 
 @dataclass(frozen=True)
-class RunResult:
-    votes_to_converge: int | None
-    final_tau: float
-    votes_run: int
+class SimConfig:
+    models: int = 20
+    k: int = 4
+    skills: str = "normal"
+    spread: float = 150.0
+    full_ranking: bool = False
+    flip: float = 0.0
+    budgets: tuple[int, ...] = (300, 1000, 3000)
+    threshold: float = 0.9
+    bt_every: int = 10
+    rounds: int = 100  # bootstrap rounds of each interval
+    design: DesignParams = field(default_factory=DesignParams)
 
-    def as_dict(self) -> dict:
-        return {"votes_to_converge": self.votes_to_converge, "final_tau": round(self.final_tau, 4),
-                "votes_run": self.votes_run}
+    def __post_init__(self) -> None:
+        if self.k not in (2, 4):
+            raise ValueError("polls are duels (k=2) or 4-way free-for-all (k=4)")
+        if self.models < self.k:
+            raise ValueError(f"{self.k}-model polls need at least {self.k} models")
+        if self.skills not in SKILLS:
+            raise ValueError(f"skills are one of {', '.join(SKILLS)}")
+        if not 0.0 <= self.flip <= 1.0:
+            raise ValueError("flip is a probability")
+        if not self.budgets or min(self.budgets) < self.bt_every or self.bt_every < 1:
+            raise ValueError("budgets must be >= bt_every >= 1")
 
-
-class KendallTau:
-    """Kendall's tau-b between estimates and fixed true values without ties (O(n^2) numpy, n ~ 50)."""
-
-    def __init__(self, truth: np.ndarray) -> None:
-        self.iu = np.triu_indices(len(truth), 1)
-        self.true_sign = np.sign(truth[:, None] - truth[None, :])[self.iu]
-        self.pairs = len(self.true_sign)
-
-    def __call__(self, estimate: np.ndarray) -> float:
-        s = np.sign(estimate[:, None] - estimate[None, :])[self.iu]
-        untied = np.count_nonzero(s)
-        if untied == 0:
-            return 0.0
-        return float((s * self.true_sign).sum() / math.sqrt(self.pairs * untied))
-
-
-def converged_at(taus: list[float] | np.ndarray, threshold: float, step: int = 1) -> int | None:
-    """The first vote count after which every tau is >= threshold (``taus[i]`` measured after
-    ``(i + 1) * step`` votes); None if the last one is below."""
-    taus = np.asarray(taus)
-    if not len(taus) or taus[-1] < threshold:
-        return None
-    below = np.flatnonzero(taus < threshold)
-    first_ok = 0 if not len(below) else below[-1] + 1
-    return int((first_ok + 1) * step)
+    @property
+    def votes(self) -> int:
+        return max(self.budgets)
 
 
-class Voter:
-    """Answers polls from hidden true skills (Elo scale)."""
-
-    def __init__(self, skills: dict[int, float], flip: float, rng: random.Random, full_ranking: bool = False):
-        self.skills, self.flip, self.rng, self.full_ranking = skills, flip, rng, full_ranking
-
-    def __call__(self, players: list[int]) -> Outcome:
-        rng = self.rng
-        strength = [10.0 ** (self.skills[p] / 400.0) for p in players]
-        n = len(players)
-        if n == 2:
-            a_wins = rng.random() < strength[0] / (strength[0] + strength[1])
-            if rng.random() < self.flip:
-                a_wins = not a_wins
-            return Outcome(tuple(players), (0, 1) if a_wins else (1, 0))
-        order = []
-        left = list(range(n))
-        while left:
-            total = sum(strength[i] for i in left)
-            x = rng.random() * total
-            pick_i = left[-1]
-            for i in left:
-                x -= strength[i]
-                if x < 0:
-                    pick_i = i
-                    break
-            order.append(pick_i)
-            left.remove(pick_i)
-            if not self.full_ranking:
-                break
-        best = order[0]
-        if rng.random() < self.flip:
-            best = rng.choice([i for i in range(n) if i != best])
-            if self.full_ranking:
-                order.remove(best)
-                order.insert(0, best)
-        if self.full_ranking:
-            ranks = [0] * n
-            for place, i in enumerate(order):
-                ranks[i] = place
-            return Outcome(tuple(players), tuple(ranks), full_ranking=True)
-        return Outcome(tuple(players), tuple(0 if i == best else 1 for i in range(n)))
+def _stream(*parts) -> int:
+    return zlib.crc32(repr(parts).encode())
 
 
-def true_skills(models: int, spacing: float, rng: random.Random) -> dict[int, float]:
-    values = [1000.0 + spacing * (i - (models - 1) / 2) for i in range(models)]
-    rng.shuffle(values)
-    return dict(enumerate(values))
+class Arena:
+    """One simulated arena: TrueSkill state as the site keeps it, the log, and the next poll's design."""
+
+    def __init__(self, design: str, skills: dict[int, float], config: SimConfig, seed: int, tag: str = "") -> None:
+        if design not in DESIGNS:
+            raise ValueError(f"unknown design {design!r}; one of {', '.join(DESIGNS)}")
+        self.design, self.config = design, config
+        self.ids = sorted(skills)
+        self.rng = random.Random(_stream("design", design, tag, seed))
+        self.voter = Voter(skills, config.flip, random.Random(_stream("voter", tag, seed)), config.full_ranking)
+        self.ts = TrueSkillParams()
+        self.ratings = {p: (self.ts.mu, self.ts.sigma) for p in self.ids}
+        self.games = dict.fromkeys(self.ids, 0)
+        self.polls = dict.fromkeys(self.ids, 0)
+        self.records: list[VoteRecord] = []
+        self.feasible = FeasibleSets(self.ids, config.k) if design in ("info", "uniform") else None
+        self.uniform = Matchmaker(self._candidates(), config.k, params=UNIFORM, feasible=self.feasible) \
+            if design == "uniform" else None
+
+    def _candidates(self, ids: list[int] | None = None) -> list[Candidate]:
+        return [Candidate(p, self.games[p], *self.ratings[p], polls=self.polls[p]) for p in (ids or self.ids)]
+
+    def next_poll(self, ids: list[int] | None = None, feasible: FeasibleSets | None = None) -> tuple[tuple[int, ...], float | None]:
+        """The models of the next poll (screen order) and its propensity (None for the legacy designs)."""
+        k = self.config.k
+        if self.design == "uniform" and ids is None:
+            pick_ = self.uniform.draw(self.rng)
+        elif self.design in ("info", "uniform"):
+            params = UNIFORM if self.design == "uniform" else self.config.design
+            pick_ = Matchmaker(self._candidates(ids), k, params=params, feasible=feasible or self.feasible).draw(self.rng)
+        else:
+            return tuple(pick(self.design, self._candidates(ids), k, self.rng)), None
+        return pick_.models, pick_.probability
+
+    def vote(self, players: tuple[int, ...], propensity: float | None, timestamp: float | None = None) -> Outcome:
+        outcome = self.voter(players)
+        self.ratings.update(trueskill_update(self.ratings, outcome, self.ts))
+        for a, b, _ in pairwise(outcome):
+            self.games[a] += 1
+            self.games[b] += 1
+        for p in players:
+            self.polls[p] += 1
+        n = len(self.records)
+        self.records.append(VoteRecord(
+            n, float(n) if timestamp is None else timestamp, "sim", outcome.players, outcome.ranks,
+            outcome.full_ranking, poll=n, propensity=propensity,
+        ))
+        return outcome
 
 
-def run_strategy(
-    *, skills: dict[int, float], strategy: str, k: int, votes: int, flip: float, seed: int,
-    full_ranking: bool = False, threshold: float = 0.9, ts_params: TrueSkillParams = TrueSkillParams(),
-    bt_every: int = 1,
-) -> tuple[RunResult, RunResult]:
-    """The strategy's polls, rated by TrueSkill (tau of μ after every vote) and by Bradley–Terry on the
-    pairwise expansion (refitted every ``bt_every`` votes)."""
-    rng = random.Random(seed)
-    voter = Voter(skills, flip, random.Random(seed + 1), full_ranking)
-    ids = sorted(skills)
-    index = {p: i for i, p in enumerate(ids)}
-    ratings = {p: (ts_params.mu, ts_params.sigma) for p in ids}
-    games = dict.fromkeys(ids, 0)
-    wins = np.zeros((len(ids), len(ids)))
-    theta = np.zeros(len(ids))
-    tau = KendallTau(np.array([skills[p] for p in ids]))
-    ts_taus, bt_taus = [], []
-    for n in range(1, votes + 1):
-        candidates = [Candidate(id=p, games=games[p], mu=ratings[p][0], sigma=ratings[p][1]) for p in ids]
-        players = pick(strategy, candidates, k, rng)
-        outcome = voter(players)
-        ratings.update(trueskill_update(ratings, outcome, ts_params))
+@dataclass
+class SeedRun:
+    votes_to_tau: int | None
+    tau: dict[int, float]
+    coverage: dict[int, float]
+    spread_ratio: dict[int, float]
+    width: dict[int, float]
+
+
+def interval_check(records: list[VoteRecord], skills: dict[int, float], config: SimConfig, seed: int,
+                   weighting: str = "none") -> tuple[float, float, float, float]:
+    """``(tau, coverage, spread ratio, mean width)`` of the leaderboard's BT on these votes."""
+    table = VoteTable.from_records(records)
+    rows = np.arange(len(table))
+    polls = poll_table(table, rows, ipw_weights(table, rows) if weighting == "ipw" else None)
+    result = bradley_terry(polls, BTParams(rounds=config.rounds, seed=seed))
+    truth = np.array([skills[int(m)] for m in result.models])
+    truth = truth - truth.mean() + 1000.0
+    covered = float(np.mean((result.lower <= truth) & (truth <= result.upper)))
+    return (KendallTau(truth)(result.rating), covered, float(np.std(result.rating) / np.std(truth)),
+            float(np.mean(result.upper - result.lower)))
+
+
+def run_design(design: str, config: SimConfig, seed: int, tag: str = "") -> SeedRun:
+    """One design on one seed's true skills, to the last budget."""
+    skills = true_skills(config.models, config.skills, config.spread, random.Random(_stream("skills", seed)))
+    arena = Arena(design, skills, config, seed, tag)
+    index = {p: i for i, p in enumerate(arena.ids)}
+    tau_of = KendallTau(np.array([skills[p] for p in arena.ids]))
+    wins = np.zeros((config.models, config.models))
+    theta = np.zeros(config.models)
+    taus: list[float] = []
+    out = SeedRun(None, {}, {}, {}, {})
+    for n in range(1, config.votes + 1):
+        outcome = arena.vote(*arena.next_poll())
         for a, b, score in pairwise(outcome):
-            games[a] += 1
-            games[b] += 1
             wins[index[a], index[b]] += score
             wins[index[b], index[a]] += 1.0 - score
-        ts_taus.append(tau(np.array([ratings[p][0] for p in ids])))
-        if n % bt_every == 0:
+        if n % config.bt_every == 0:
             theta = fit_log_odds(wins, theta0=theta)
-            bt_taus.append(tau(theta))
-    return _result(ts_taus, threshold, votes, 1), _result(bt_taus, threshold, votes, bt_every)
+            taus.append(tau_of(theta))
+        if n in config.budgets:
+            tau, cov, spread, width = interval_check(arena.records, skills, config, seed)
+            out.tau[n], out.coverage[n], out.spread_ratio[n], out.width[n] = tau, cov, spread, width
+    out.votes_to_tau = converged_at(taus, config.threshold, config.bt_every)
+    return out
 
 
-def _result(taus: list[float], threshold: float, votes: int, step: int) -> RunResult:
-    return RunResult(converged_at(taus, threshold, step), taus[-1] if taus else 0.0, votes - votes % step)
+def _mean_ci(values: list[float]) -> list[float]:
+    """Mean and 95% t-interval over seeds (the interval is the mean itself for one seed)."""
+    x = np.asarray(values, dtype=np.float64)
+    mean = float(x.mean())
+    if len(x) < 2:
+        return [round(mean, 4)] * 3
+    half = float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+    return [round(mean, 4), round(mean - half, 4), round(mean + half, 4)]
 
 
-def run_newcomer(
-    *, skills: dict[int, float], strategy: str, k: int, warmup: int, after: int, flip: float, seed: int,
-    spacing: float, full_ranking: bool = False, tolerance: int = 2,
-    ts_params: TrueSkillParams = TrueSkillParams(),
-) -> dict:
-    """How fast a newly registered model settles: ``warmup`` votes among the existing models, then a new
-    model (true skill half-way between two neighbours in the upper quarter, starting at the TrueSkill prior
-    with no games) joins and ``after`` more votes follow. It has settled once its place by TrueSkill μ stays
-    within ``tolerance`` places of its true place to the end of the run; reported as the number of its own
-    polls (and of all votes) until then, or None."""
-    rng = random.Random(seed)
-    top = max(skills.values())
-    newcomer = max(skills) + 1
-    everyone = {**skills, newcomer: top - spacing * (len(skills) // 4) + spacing / 2}
-    voter = Voter(everyone, flip, random.Random(seed + 1), full_ranking)
-    ratings = {p: (ts_params.mu, ts_params.sigma) for p in everyone}
-    games = dict.fromkeys(everyone, 0)
-    true_place = sum(1 for v in everyone.values() if v > everyone[newcomer])
-    polls, within = 0, []
-    for n in range(warmup + after):
-        ids = sorted(skills) if n < warmup else sorted(everyone)
-        candidates = [Candidate(id=p, games=games[p], mu=ratings[p][0], sigma=ratings[p][1]) for p in ids]
-        players = pick(strategy, candidates, k, rng)
-        outcome = voter(players)
-        ratings.update(trueskill_update(ratings, outcome, ts_params))
-        for a, b, _ in pairwise(outcome):
-            games[a] += 1
-            games[b] += 1
-        if n >= warmup:
-            polls += newcomer in players
-            mu = ratings[newcomer][0]
-            place = sum(1 for p in ids if p != newcomer and ratings[p][0] > mu)
-            within.append((abs(place - true_place) <= tolerance, polls))
-    settled_votes = converged_at([1.0 if ok else 0.0 for ok, _ in within], 0.5)
-    return {
-        "polls_to_settle": within[settled_votes - 1][1] if settled_votes else None,
-        "votes_to_settle": settled_votes, "polls_in_run": polls, "votes_run": after, "tolerance": tolerance,
+def _median_votes(runs: list[SeedRun], cap: int) -> int | None:
+    """Median over seeds, a run that never settled counting as beyond the cap (None if the median is)."""
+    values = sorted(math.inf if r.votes_to_tau is None else r.votes_to_tau for r in runs)
+    mid = len(values) // 2
+    median = values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+    return None if median > cap else int(median)
+
+
+def summary(name: str, runs: list[SeedRun], config: SimConfig, baseline: list[SeedRun] | None, seconds: float) -> dict:
+    budgets = [str(b) for b in config.budgets]
+    line = {
+        "design": name, "models": config.models, "k": config.k, "skills": config.skills, "spread": config.spread,
+        "full_ranking": config.full_ranking, "flip": config.flip, "seeds": len(runs), "votes": config.votes,
+        "median_votes_to_tau": _median_votes(runs, config.votes), "threshold": config.threshold,
+        "converged_seeds": sum(r.votes_to_tau is not None for r in runs),
+        "tau": {b: round(float(np.mean([r.tau[int(b)] for r in runs])), 4) for b in budgets},
+        "coverage": {b: round(float(np.mean([r.coverage[int(b)] for r in runs])), 4) for b in budgets},
+        "coverage_ci95": {b: _mean_ci([r.coverage[int(b)] for r in runs])[1:] for b in budgets},
+        "spread_ratio": {b: round(float(np.mean([r.spread_ratio[int(b)] for r in runs])), 3) for b in budgets},
+        "interval_width": {b: round(float(np.mean([r.width[int(b)] for r in runs])), 1) for b in budgets},
     }
+    if baseline is not None:
+        line["tau_minus_uniform"] = {
+            b: _mean_ci([r.tau[int(b)] - u.tau[int(b)] for r, u in zip(runs, baseline)]) for b in budgets}
+        line["coverage_minus_uniform"] = {
+            b: _mean_ci([r.coverage[int(b)] - u.coverage[int(b)] for r, u in zip(runs, baseline)]) for b in budgets}
+    if name.split("#")[0] == "info":
+        line["params"] = asdict(config.design.for_poll(config.k))
+    line["seconds"] = round(seconds, 1)
+    return line
 
 
-def run_uniform_duels(
-    *, skills: dict[int, float], votes: int, flip: float, seed: int, threshold: float = 0.9,
-    elo_params: EloParams = EloParams(k=4.0), bt_every: int = 10,
-) -> tuple[RunResult, RunResult]:
-    """Uniform duels rated by online Elo (tau after every vote) and by Bradley–Terry (every ``bt_every``)."""
-    rng = random.Random(seed)
-    voter = Voter(skills, flip, random.Random(seed + 1))
-    ids = sorted(skills)
-    index = {p: i for i, p in enumerate(ids)}
-    elo = {p: elo_params.initial for p in ids}
-    wins = np.zeros((len(ids), len(ids)))
-    tau = KendallTau(np.array([skills[p] for p in ids]))
-    elo_taus, bt_taus = [], []
-    theta = np.zeros(len(ids))
-    for n in range(1, votes + 1):
-        players = rng.sample(ids, 2)
-        outcome = voter(players)
-        elo.update(elo_update(elo, outcome, elo_params))
-        (a, b, score), = pairwise(outcome)
-        winner, loser = (a, b) if score == 1.0 else (b, a)
-        wins[index[winner], index[loser]] += 1.0
-        elo_taus.append(tau(np.array([elo[p] for p in ids])))
-        if n % bt_every == 0:
-            theta = fit_log_odds(wins, theta0=theta)
-            bt_taus.append(tau(theta))
-    return _result(elo_taus, threshold, votes, 1), _result(bt_taus, threshold, votes, bt_every)
+def simulate_arena(config: SimConfig = SimConfig(), *, seeds: int = 10, designs: tuple[str, ...] = ("uniform", "info", "active"),
+                   first_seed: int = 0) -> list[dict]:
+    """One summary line per design (``uniform`` is run too, as the baseline of the paired differences)."""
+    if seeds < 1:
+        raise ValueError("at least one seed")
+    for name in designs:
+        if name.split("#")[0] not in DESIGNS:
+            raise ValueError(f"unknown design {name!r}; one of {', '.join(DESIGNS)} (optionally with #tag)")
+    order = ["uniform", *[d for d in designs if d != "uniform"]]
+    runs: dict[str, list[SeedRun]] = {}
+    lines = []
+    for name in order:
+        started = time.perf_counter()
+        design, _, tag = name.partition("#")
+        runs[name] = [run_design(design, config, s, tag) for s in range(first_seed, first_seed + seeds)]
+        if name in designs:
+            baseline = None if name == "uniform" else runs["uniform"]
+            lines.append(summary(name, runs[name], config, baseline, time.perf_counter() - started))
+    return lines
 
 
-def simulate_arena(
-    *, models: int = 50, mode: str = "ffa4", strategy: str = "active", seed: int = 0, flip: float = 0.0,
-    votes: int = 3000, baseline_votes: int = 30000, spacing: float = 40.0, full_ranking: bool = False,
-    threshold: float = 0.9, bt_every: int = 10, newcomer_warmup: int = 600, newcomer_after: int = 300,
-) -> dict:
-    """The chosen strategy's run and, from the same true skills, the uniform-duel baselines; JSON-ready."""
-    if mode not in MODES:
-        raise ValueError(f"mode is one of {', '.join(MODES)}")
-    if not 0.0 <= flip <= 1.0:
-        raise ValueError("flip is a probability")
-    k = MODES[mode]
-    if models < k:
-        raise ValueError(f"{mode} needs at least {k} models")
-    skills = true_skills(models, spacing, random.Random(seed))
-    chosen_ts, chosen_bt = run_strategy(
-        skills=skills, strategy=strategy, k=k, votes=votes, flip=flip, seed=seed * 1000 + 1,
-        full_ranking=full_ranking, threshold=threshold, bt_every=bt_every,
-    )
-    elo, bt = run_uniform_duels(skills=skills, votes=baseline_votes, flip=flip, seed=seed * 1000 + 2,
-                                threshold=threshold, bt_every=bt_every)
-    newcomer = None
-    if newcomer_after:
-        newcomer = run_newcomer(
-            skills=skills, strategy=strategy, k=k, warmup=newcomer_warmup, after=newcomer_after, flip=flip,
-            seed=seed * 1000 + 3, spacing=spacing, full_ranking=full_ranking,
-        )
-    speedup = None
-    if chosen_ts.votes_to_converge and elo.votes_to_converge:
-        speedup = round(elo.votes_to_converge / chosen_ts.votes_to_converge, 2)
+def run_late(config: SimConfig, seed: int, *, late: int = 4, join_after: int = 1500, design: str = "info",
+             follow: int = 50) -> dict:
+    """``config.models`` models vote alone for ``join_after`` votes, then ``late`` more models join and the
+    arena runs to ``config.votes``. Votes are one second apart. Returns each model group's mean absolute
+    error against the truth (centred on 1000 like every rating here) for the time-weighted Elo averaged
+    from the first vote (``twa_plain``) and from when the model settled (``twa_settled``, the leaderboard's),
+    online Elo and BT; and the late models' share of the polls in the ``follow`` votes after joining."""
+    everyone = config.models + late
+    skills = true_skills(everyone, config.skills, config.spread, random.Random(_stream("late-skills", seed)))
+    arena = Arena(design, skills, config, seed, tag="late")
+    early_ids = arena.ids[:config.models]
+    early = FeasibleSets(early_ids, config.k) if design in ("info", "uniform") else None
+    newcomers = set(arena.ids[config.models:])
+    shown = 0
+    for n in range(config.votes):
+        players, p = arena.next_poll(early_ids, early) if n < join_after else arena.next_poll()
+        arena.vote(players, p)
+        if join_after <= n < join_after + follow:
+            shown += len(newcomers & set(players))
+    table = VoteTable.from_records(arena.records)
+    plain = replay_table(table, elo=EloParams(twa_settle_games=0))
+    settled = replay_table(table, elo=EloParams())
+    bt = bradley_terry(poll_table(table, np.arange(len(table))), BTParams(rounds=0))
+    truth = np.array([skills[int(m)] for m in table.models])
+    truth = truth - truth.mean() + 1000.0
+    is_late = np.array([int(m) in newcomers for m in table.models])
+    columns = {"twa_plain": plain.twa_elo, "twa_settled": settled.twa_elo, "elo": settled.elo, "bt": bt.rating}
+    error = {group: {name: float(np.mean(np.abs(values - truth)[mask])) for name, values in columns.items()}
+             for group, mask in (("late", is_late), ("early", ~is_late))}
+    return {**error, "late_poll_share": shown / (follow * config.k)}
+
+
+def late_models(config: SimConfig = SimConfig(), *, seeds: int = 10, late: int = 4, join_after: int = 1500,
+                design: str = "info", first_seed: int = 0, follow: int = 50) -> dict:
+    """:func:`run_late` over seeds: one JSON line (mean absolute errors in Elo points, with 95% intervals)."""
+    if not 0 < join_after < config.votes:
+        raise ValueError("late models must join after the first vote and before the last")
+    started = time.perf_counter()
+    runs = [run_late(config, s, late=late, join_after=join_after, design=design, follow=follow)
+            for s in range(first_seed, first_seed + seeds)]
+    names = ("twa_plain", "twa_settled", "elo", "bt")
     return {
-        "models": models, "mode": mode, "strategy": strategy, "seed": seed, "flip": flip,
-        "full_ranking": full_ranking, "threshold": threshold, "bt_refit_every": bt_every,
-        "chosen_trueskill": chosen_ts.as_dict(),
-        "chosen_bt": chosen_bt.as_dict(),
-        "uniform_duel_elo": elo.as_dict(),
-        "uniform_duel_bt": bt.as_dict(),
-        "speedup_vs_uniform_elo": speedup,
-        "newcomer": newcomer,
+        "experiment": "late_models", "design": design, "models": config.models, "late_models": late,
+        "joined_after": join_after, "votes": config.votes, "k": config.k, "skills": config.skills,
+        "spread": config.spread, "seeds": seeds,
+        "late_error": {n: _mean_ci([r["late"][n] for r in runs]) for n in names},
+        "early_error": {n: _mean_ci([r["early"][n] for r in runs]) for n in names},
+        "late_poll_share_after_joining": _mean_ci([r["late_poll_share"] for r in runs]), "share_window": follow,
+        "uniform_share": late / (config.models + late),
+        "seconds": round(time.perf_counter() - started, 1),
     }

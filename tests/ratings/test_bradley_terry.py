@@ -5,9 +5,9 @@ import pytest
 from scipy.optimize import minimize
 
 from ratings.bradley_terry import (
-    BTParams, bootstrap_ratings, bradley_terry, bradley_terry_scope, poll_table, rank_by_interval,
+    BTParams, bootstrap_ratings, bradley_terry, bradley_terry_scope, ipw_weights, poll_table, rank_by_interval,
 )
-from ratings.log import VoteRecord, VoteTable
+from ratings.log import VoteRecord, VoteTable, in_replay_order
 from ratings.outcomes import pairwise
 
 SCALE_FACTOR = 400.0 / math.log(10.0)
@@ -36,24 +36,26 @@ def _random_log(seed: int, models: int = 6, duels: int = 600, ffa: int = 80) -> 
     return records
 
 
-def _independent_fit(records: list[VoteRecord], l2: float) -> dict[int, float]:
-    """Logistic regression on the raw battles with scipy: one row per pairwise result, a tie a target of 0.5."""
+def _independent_fit(records: list[VoteRecord], l2: float, weights=None) -> dict[int, float]:
+    """Logistic regression on the raw battles with scipy: one row per pairwise result, a tie a target of 0.5,
+    each row weighted by its record's weight (default 1)."""
     models = sorted({p for r in records for p in r.players})
     col = {m: i for i, m in enumerate(models)}
-    rows, targets = [], []
-    for r in records:
+    rows, targets, row_w = [], [], []
+    for n, r in enumerate(records):
         for a, b, score in pairwise(r.outcome):
             rows.append((col[a], col[b]))
             targets.append(score)
-    rows, y = np.array(rows), np.array(targets)
+            row_w.append(1.0 if weights is None else weights[n])
+    rows, y, c = np.array(rows), np.array(targets), np.array(row_w)
 
     def nll(theta):
         d = theta[rows[:, 0]] - theta[rows[:, 1]]
-        loss = (y * np.logaddexp(0, -d) + (1 - y) * np.logaddexp(0, d)).sum() + 0.5 * l2 * theta @ theta
+        loss = (c * (y * np.logaddexp(0, -d) + (1 - y) * np.logaddexp(0, d))).sum() + 0.5 * l2 * theta @ theta
         p = 1 / (1 + np.exp(-d))
         g = np.zeros_like(theta)
-        np.add.at(g, rows[:, 0], p - y)
-        np.add.at(g, rows[:, 1], y - p)
+        np.add.at(g, rows[:, 0], c * (p - y))
+        np.add.at(g, rows[:, 1], c * (y - p))
         return loss, g + l2 * theta
 
     res = minimize(nll, np.zeros(len(models)), jac=True, method="BFGS", options={"gtol": 1e-9, "maxiter": 10_000})
@@ -151,3 +153,56 @@ def test_a_model_that_never_lost_still_gets_a_finite_rating():
     records.append(VoteRecord(10, 10.0, "fixed", (2, 3), (0, 1)))
     result = bradley_terry_scope(VoteTable.from_records(records), "overall", BTParams(rounds=10))
     assert np.all(np.isfinite(result.rating)) and result.rating[0] == result.rating.max()
+
+
+def _designed_log(seed: int, propensity) -> list[VoteRecord]:
+    """Duels and best-only 4-way polls from BT skills, each with the propensity ``propensity(players)``."""
+    rng = np.random.default_rng(seed)
+    skill = np.linspace(-200, 200, 6)
+    records = []
+    for i in range(400):
+        k = 2 if i % 2 else 4
+        players = tuple(int(x) for x in rng.choice(6, k, replace=False))
+        strength = 10 ** (skill[list(players)] / 400)
+        best = int(rng.choice(k, p=strength / strength.sum()))
+        ranks = tuple(0 if j == best else 1 for j in range(k))
+        records.append(VoteRecord(i, float(i), "duel" if k == 2 else "ffa", players, ranks, poll=i,
+                                  propensity=propensity(players)))
+    return records
+
+
+def test_inverse_propensity_weighting_changes_nothing_under_a_uniform_design():
+    # every duel has probability 1/15 and every 4-way set 1/15 (C(6,2) = C(6,4) = 15), as a uniform design draws
+    table = VoteTable.from_records(_designed_log(7, lambda players: 1 / 15))
+    for scope in ("overall", "duel", "ffa"):
+        plain = bradley_terry_scope(table, scope, BTParams(rounds=30, seed=3))
+        weighted = bradley_terry_scope(table, scope, BTParams(rounds=30, seed=3, weighting="ipw"))
+        assert np.array_equal(plain.rating, weighted.rating)
+        assert np.array_equal(plain.lower, weighted.lower) and np.array_equal(plain.upper, weighted.upper)
+
+
+def test_inverse_propensity_weights_count_each_poll_by_one_over_its_probability():
+    # a design that shows polls holding model 0 four times as often: IPW weights them 1/4 as much
+    prop = lambda players: 0.4 if 0 in players else 0.1  # noqa: E731
+    records = _designed_log(8, prop)
+    table = VoteTable.from_records(records)
+    rows = table.rows_in("overall")
+    w = ipw_weights(table, rows)
+    for mode in ("duel", "ffa"):
+        mine = table.scope[rows] == table.modes.index(mode)
+        inverse = np.array([1 / r.propensity for r in in_replay_order(records) if r.mode == mode])
+        np.testing.assert_allclose(w[mine], inverse / inverse.mean(), rtol=1e-12)
+    # the weighted MLE is the scipy weighted logistic regression on the raw battles
+    ours = bradley_terry_scope(table, "overall", BTParams(rounds=0, weighting="ipw"))
+    theirs = _independent_fit(in_replay_order(records), l2=1e-6, weights=w)
+    for m, rating in zip(ours.models.tolist(), ours.rating.tolist()):
+        assert rating == pytest.approx(theirs[m], abs=1e-3)
+    unweighted = bradley_terry_scope(table, "overall", BTParams(rounds=0))
+    assert not np.allclose(ours.rating, unweighted.rating, atol=0.1)
+
+
+def test_ipw_needs_a_propensity_on_every_poll():
+    records = _designed_log(9, lambda players: 0.5)
+    records[3] = VoteRecord(3, 3.0, records[3].mode, records[3].players, records[3].ranks)
+    with pytest.raises(ValueError, match="no stored propensity"):
+        bradley_terry_scope(VoteTable.from_records(records), "overall", BTParams(weighting="ipw"))

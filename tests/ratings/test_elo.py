@@ -63,7 +63,9 @@ def test_full_ranking_applies_every_pair_from_pre_poll_ratings():
 
 
 def test_time_weighted_average_weights_each_value_by_how_long_it_was_held():
+    # the plain average (window from the first vote, twa_settle_games=0)
     # model 1: after t=0 it holds r1 for 10 s, after t=10 it holds r2 until the log ends at t=30
+    plain = EloParams(twa_settle_games=0)
     records = [
         VoteRecord(1, 0.0, "fixed", (1, 2), (0, 1)),
         VoteRecord(2, 10.0, "fixed", (1, 3), (0, 1)),
@@ -71,20 +73,60 @@ def test_time_weighted_average_weights_each_value_by_how_long_it_was_held():
     ]
     r1 = 1002.0
     r2 = r1 + 4 * (1 - 1 / (1 + 10 ** ((1000.0 - r1) / 400)))
-    got = replay(records)["overall"]
+    got = replay(records, elo=plain)["overall"]
     assert got[1].elo == r2
     assert got[1].twa_elo == pytest.approx((r1 * 10 + r2 * 20) / 30, abs=1e-9)
     # model 3's window starts at its first vote (t=10); its initial 1000 before that does not count
     r3_first = 1000 - 4 * (1 - 1 / (1 + 10 ** ((1000.0 - r1) / 400)))
     assert got[3].twa_elo == pytest.approx(r3_first, abs=1e-9)  # held until t=30, then the log ends
     # a later end extends every window
-    later = replay(records, end=50.0)["overall"]
+    later = replay(records, end=50.0, elo=plain)["overall"]
     assert later[1].twa_elo == pytest.approx((r1 * 10 + r2 * 40) / 50, abs=1e-9)
+
+
+def test_the_average_starts_once_a_model_has_played_its_settling_games():
+    # model 1 plays at t=0, 10, 20 (one game each); with 2 settling games its window opens after t=10
+    params = EloParams(twa_settle_games=2)
+    records = [
+        VoteRecord(1, 0.0, "fixed", (1, 2), (0, 1)),
+        VoteRecord(2, 10.0, "fixed", (1, 3), (0, 1)),
+        VoteRecord(3, 20.0, "fixed", (1, 4), (1, 0)),
+        VoteRecord(4, 40.0, "fixed", (2, 3), (0, 1)),
+    ]
+    e = lambda ra, rb: 1 / (1 + 10 ** ((rb - ra) / 400))  # noqa: E731
+    r1 = 1002.0
+    r2 = r1 + 4 * (1 - e(r1, 1000.0))
+    r3 = r2 + 4 * (0 - e(r2, 1000.0))
+    got = replay(records, elo=params)["overall"]
+    assert got[1].elo == pytest.approx(r3, abs=1e-12)
+    # window from t=10: r2 held 10 s, r3 held 20 s; the climb from 1000 to r1 and r1 itself do not count
+    assert got[1].twa_elo == pytest.approx((r2 * 10 + r3 * 20) / 30, abs=1e-9)
+    # model 4 played once: not settled, so its average is its current Elo
+    assert got[4].twa_elo == got[4].elo
+
+
+def test_free_for_all_games_count_towards_settling_pairwise():
+    # a best-only 4-way poll gives the chosen image 3 games and each other image 1
+    params = EloParams(twa_settle_games=3)
+    records = [VoteRecord(1, 0.0, "ffa", (1, 2, 3, 4), (0, 1, 1, 1)), VoteRecord(2, 10.0, "ffa", (1, 2, 3, 4), (1, 0, 1, 1)),
+               VoteRecord(3, 30.0, "fixed", (3, 4), (0, 1))]
+    got = replay(records, elo=params)["overall"]
+    first = elo_update({}, records[0].outcome, DEFAULT)
+    second = elo_update(first, records[1].outcome, DEFAULT)
+    assert got[1].twa_elo == pytest.approx((first[1] * 10 + second[1] * 20) / 30, abs=1e-9)  # 3 games at t=0
+    assert got[2].twa_elo == pytest.approx(second[2], abs=1e-9)  # 1 + 3 games: settled at t=10, held to 30
+
+
+def test_default_settling_is_three_time_constants_of_online_elo():
+    # 3 / (k * ln(10) / 400 / 4) games: 521.2 -> 522 at k=4; a larger K settles sooner
+    assert EloParams().settle_games() == math.ceil(3 / (4 * math.log(10) / 400 / 4)) == 522
+    assert EloParams(k=32.0).settle_games() == 66
+    assert EloParams(twa_settle_games=0).settle_games() == 0
 
 
 def test_time_weighted_average_of_a_model_first_seen_at_the_end_is_its_elo():
     records = [VoteRecord(1, 0.0, "fixed", (1, 2), (0, 1)), VoteRecord(2, 5.0, "fixed", (3, 4), (0, 1))]
-    got = replay(records)["overall"]
+    got = replay(records, elo=EloParams(twa_settle_games=0))["overall"]
     assert got[3].twa_elo == got[3].elo == 1002.0
 
 

@@ -137,3 +137,17 @@ def test_a_mode_scope_counts_only_its_votes_and_overall_counts_all():
     assert got["overall"][1].votes == 2 and got["fixed"][1].votes == 1
     assert got["fixed"][1].elo == 1002.0
     assert got["overall"][1].elo == pytest.approx(1002.0 + 4 * (1 - 1 / (1 + 10 ** (-2 / 400))), abs=1e-12)
+
+
+def test_poll_and_propensity_travel_with_a_vote_and_leave_old_hashes_alone():
+    old = VoteRecord(1, 1.5, "fixed", (1, 2), (0, 1))
+    new = VoteRecord(1, 1.5, "fixed", (1, 2), (0, 1), poll=77, propensity=0.125)
+    assert "poll" not in old.as_dict() and "propensity" not in old.as_dict()
+    assert vote_log_hash([old]) != vote_log_hash([new])
+    assert vote_log_hash([VoteRecord(1, 1.5, "fixed", (1, 2), (0, 1), poll=77, propensity=0.25)]) != vote_log_hash([new])
+    assert records_from_jsonl(records_to_jsonl([new, old.__class__(2, 2.0, "ffa", (1, 2, 3, 4), (0, 1, 1, 1))])) == [
+        new, VoteRecord(2, 2.0, "ffa", (1, 2, 3, 4), (0, 1, 1, 1))]
+    table = VoteTable.from_records([new, VoteRecord(2, 2.0, "ffa", (1, 2, 3, 4), (0, 1, 1, 1), poll=5, propensity=1e-3)])
+    assert table.to_records()[0] == new and table.to_records()[1].propensity == 1e-3
+    with pytest.raises(ValueError):
+        VoteRecord(3, 1.0, "fixed", (1, 2), (0, 1), propensity=0.0)

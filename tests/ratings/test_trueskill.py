@@ -92,15 +92,64 @@ def test_an_extreme_upset_is_still_rated_where_the_package_gives_up():
     assert 0 < s_w < math.sqrt(weak[1] ** 2 + p.tau ** 2)
 
 
-@pytest.mark.parametrize("ranks,full", [((2, 0, 1, 1), False), ((0, 1, 1, 1), False), ((3, 1, 0, 2), True)])
-def test_free_for_all_is_the_packages_rate_with_ranks(ranks, full):
+@pytest.mark.parametrize("ranks", [(3, 1, 0, 2), (0, 1, 2, 3), (0, 0, 0, 0)])
+def test_a_full_ranking_and_an_all_draw_are_the_packages_rate_with_ranks(ranks):
     p = TrueSkillParams()
     env = _package_env(p)
     start = {1: (27.0, 3.0), 2: (25.0, 8.3), 3: (22.0, 1.5), 4: (30.0, 5.0)}
-    ours = trueskill_update(start, Outcome((1, 2, 3, 4), ranks, full_ranking=full), p)
+    ours = trueskill_update(start, Outcome((1, 2, 3, 4), ranks, full_ranking=ranks != (0, 0, 0, 0)), p)
     theirs = env.rate([(env.create_rating(*start[i]),) for i in (1, 2, 3, 4)], ranks=list(ranks))
     for i, (r,) in zip((1, 2, 3, 4), theirs):
         assert ours[i] == (r.mu, r.sigma)
+
+
+@pytest.mark.parametrize("params", [TrueSkillParams(), TrueSkillParams(tau=0.0, draw_probability=0.25)])
+@pytest.mark.parametrize("best", [0, 1, 2, 3])
+def test_best_only_free_for_all_is_the_winner_beating_each_other_image_from_pre_poll_ratings(params, best):
+    """The documented rule, checked against the package: each unchosen image j gets exactly the loser's side
+    of ``rate_1vs1(winner, j)`` from the ratings before the poll; the winner's mean moves by the sum of its
+    three mean changes and its variance (plus tau^2, once) shrinks by the product of the three factors."""
+    env = _package_env(params)
+    start = {1: (27.0, 3.0), 2: (25.0, 8.3), 3: (22.0, 1.5), 4: (30.0, 5.0)}
+    players = (1, 2, 3, 4)
+    ranks = tuple(0 if i == best else 1 for i in range(4))
+    ours = trueskill_update(start, Outcome(players, ranks), params)
+    winner = players[best]
+    w0 = env.create_rating(*start[winner])
+    var = start[winner][1] ** 2 + params.tau ** 2
+    mu, factor = start[winner][0], 1.0
+    for loser in players:
+        if loser == winner:
+            continue
+        new_w, new_l = env.rate_1vs1(w0, env.create_rating(*start[loser]))
+        assert ours[loser][0] == pytest.approx(new_l.mu, abs=1e-9)
+        assert ours[loser][1] == pytest.approx(new_l.sigma, abs=1e-9)
+        assert ours[loser][0] < start[loser][0]  # an unchosen image only ever loses
+        mu += new_w.mu - start[winner][0]
+        factor *= new_w.sigma ** 2 / var
+    assert ours[winner][0] == pytest.approx(mu, abs=1e-9)
+    assert ours[winner][1] == pytest.approx(math.sqrt(var * factor), abs=1e-9)
+
+
+def test_best_only_rating_does_not_depend_on_screen_order():
+    p = TrueSkillParams()
+    start = {1: (27.0, 3.0), 2: (25.0, 8.3), 3: (22.0, 1.5), 4: (30.0, 5.0)}
+    a = trueskill_update(start, Outcome((1, 2, 3, 4), (1, 0, 1, 1)), p)
+    b = trueskill_update(start, Outcome((4, 3, 2, 1), (1, 1, 0, 1)), p)
+    for i in start:
+        assert a[i] == pytest.approx(b[i], abs=1e-12)
+
+
+def test_the_old_ranks_rule_let_an_unchosen_image_gain_by_losing():
+    """Why the rule changed: the package's ``rate`` with ranks [0, 1, 1, 1] tells the three unchosen images
+    they drew, so a weak, uncertain unchosen image drawn level with strong ones gains rating."""
+    p = TrueSkillParams()
+    env = _package_env(p)
+    start = {1: (30.0, 2.0), 2: (28.0, 2.0), 3: (27.0, 2.0), 4: (15.0, 6.0)}
+    old = env.rate([(env.create_rating(*start[i]),) for i in (1, 2, 3, 4)], ranks=[0, 1, 1, 1])
+    assert old[3][0].mu > start[4][0]  # the weak unchosen image gained by losing
+    new = trueskill_update(start, Outcome((1, 2, 3, 4), (0, 1, 1, 1)), p)
+    assert all(new[i][0] < start[i][0] for i in (2, 3, 4))
 
 
 def test_conservative_is_mu_minus_three_sigma():

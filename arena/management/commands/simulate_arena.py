@@ -1,54 +1,71 @@
-"""Simulate the arena against voters with hidden true skills; print one JSON line (see ratings.simulate)."""
+"""Compare matchmaking designs against simulated voters; one JSON line per design (see ratings.simulate)."""
 
 import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from arena.inputs import cli_float, cli_int
-from ratings.matchmaking import STRATEGIES
-from ratings.simulate import MODES, simulate_arena
+from ratings.design import DesignParams
+from ratings.simulate import DESIGNS, SimConfig, late_models, simulate_arena
+from ratings.simvoters import SKILLS
+
+
+def _budgets(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(sorted({int(x) for x in text.split(",") if x.strip()}))
+    except ValueError:
+        raise CommandError(f"--budgets takes comma-separated vote counts, not {text!r}") from None
 
 
 class Command(BaseCommand):
     help = (
-        "Run the real matchmaker and rating engine against simulated voters (Bradley–Terry duels, Plackett–Luce "
-        "free-for-all picks) and print how many votes each setup needs before the ranking stays at Kendall "
-        "tau >= 0.9: the chosen strategy, and uniform duels rated by online Elo (K=4) and by Bradley–Terry. "
-        "Touches no database."
+        "Run matchmaking designs against simulated voters with hidden true skills and judge them the same way: "
+        "Bradley-Terry with poll-bootstrap 95% intervals, the same budgets and stopping rule, several seeds. "
+        "Prints one JSON line per design: median votes to Kendall tau >= 0.9, tau and interval coverage at each "
+        "budget, and the paired difference from uniform polls. Touches no database."
     )
     requires_system_checks = []
     requires_migrations_checks = False
 
     def add_arguments(self, parser):
-        parser.add_argument("--models", type=cli_int(minimum=None), default=50)
-        parser.add_argument("--mode", choices=sorted(MODES), default="ffa4")
-        parser.add_argument("--strategy", choices=STRATEGIES, default="active")
-        parser.add_argument("--seed", type=cli_int(minimum=None), default=0)
-        parser.add_argument("--flip", type=cli_float(), default=0.0, help="probability that a voter answers at random")
-        parser.add_argument("--votes", type=cli_int(minimum=None), default=3000, help="votes in the chosen strategy's run")
-        parser.add_argument("--baseline-votes", type=cli_int(minimum=None), default=30000, help="votes in the uniform-duel baseline run")
-        parser.add_argument("--spacing", type=cli_float(), default=40.0, help="Elo points between neighbouring true skills")
+        d, p = SimConfig(), DesignParams()
+        parser.add_argument("--designs", default="uniform,info,active",
+                            help=f"comma-separated, of {', '.join(DESIGNS)} (a '#tag' suffix reruns one on other streams)")
+        parser.add_argument("--seeds", type=int, default=10)
+        parser.add_argument("--first-seed", type=int, default=0)
+        parser.add_argument("--models", type=int, default=d.models)
+        parser.add_argument("--mode", choices=("duel", "ffa4"), default="ffa4", help="duels or 4-way free-for-all")
         parser.add_argument("--full-ranking", action="store_true", help="free-for-all voters rank all four images")
-        parser.add_argument("--threshold", type=cli_float(), default=0.9, help="Kendall tau that counts as converged")
-        parser.add_argument("--bt-every", type=cli_int(minimum=None), default=10, help="refit Bradley–Terry every N votes")
-        parser.add_argument("--newcomer-warmup", type=cli_int(minimum=None), default=600,
-                            help="votes before a new model joins, in the newcomer run")
-        parser.add_argument("--newcomer-after", type=cli_int(minimum=None), default=300,
-                            help="votes after the new model joins (0: skip the newcomer run)")
+        parser.add_argument("--skills", choices=SKILLS, default=d.skills)
+        parser.add_argument("--spread", type=float, default=d.spread,
+                            help="Elo: the standard deviation (normal) or the gap between neighbours (spaced)")
+        parser.add_argument("--flip", type=float, default=d.flip, help="probability that a voter answers at random")
+        parser.add_argument("--budgets", default=",".join(str(b) for b in d.budgets))
+        parser.add_argument("--threshold", type=float, default=d.threshold, help="Kendall tau that counts as converged")
+        parser.add_argument("--bt-every", type=int, default=d.bt_every, help="refit Bradley-Terry every N votes")
+        parser.add_argument("--rounds", type=int, default=d.rounds, help="bootstrap rounds per interval")
+        parser.add_argument("--exploration", type=float, default=p.exploration,
+                            help="the info design's uniform share (default: by poll size, ratings.design.DEFAULTS)")
+        parser.add_argument("--sharpness", type=float, default=p.sharpness,
+                            help="the info design's power on scores (default: by poll size)")
+        parser.add_argument("--late", action="store_true",
+                            help="also run the late-joining-models experiment (time-weighted Elo), one more line")
 
     def handle(self, *args, **opts):
-        if opts["votes"] < 1 or opts["baseline_votes"] < 1 or opts["bt_every"] < 1:
-            raise CommandError("--votes, --baseline-votes and --bt-every must be positive")
-        if opts["newcomer_warmup"] < 0 or opts["newcomer_after"] < 0:
-            raise CommandError("--newcomer-warmup and --newcomer-after must be >= 0")
+        designs = tuple(x.strip() for x in opts["designs"].split(",") if x.strip())
         try:
-            line = simulate_arena(
-                models=opts["models"], mode=opts["mode"], strategy=opts["strategy"], seed=opts["seed"],
-                flip=opts["flip"], votes=opts["votes"], baseline_votes=opts["baseline_votes"],
-                spacing=opts["spacing"], full_ranking=opts["full_ranking"], threshold=opts["threshold"],
-                bt_every=opts["bt_every"], newcomer_warmup=opts["newcomer_warmup"],
-                newcomer_after=opts["newcomer_after"],
+            config = SimConfig(
+                models=opts["models"], k=2 if opts["mode"] == "duel" else 4, skills=opts["skills"],
+                spread=opts["spread"], full_ranking=opts["full_ranking"], flip=opts["flip"],
+                budgets=_budgets(opts["budgets"]), threshold=opts["threshold"], bt_every=opts["bt_every"],
+                rounds=opts["rounds"],
+                design=DesignParams(exploration=opts["exploration"], sharpness=opts["sharpness"],
+                                    outcome="ranking" if opts["full_ranking"] else "best"),
             )
+            lines = simulate_arena(config, seeds=opts["seeds"], designs=designs, first_seed=opts["first_seed"])
+            if opts["late"]:
+                lines.append(late_models(config, seeds=opts["seeds"], join_after=config.votes // 2,
+                                         first_seed=opts["first_seed"]))
         except ValueError as exc:
             raise CommandError(str(exc)) from None
-        self.stdout.write(json.dumps(line))
+        for line in lines:
+            self.stdout.write(json.dumps(line))
