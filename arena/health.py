@@ -6,15 +6,17 @@ from __future__ import annotations
 import hashlib
 import statistics
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Count, Max, Q, Sum
 
-from arena.models import Mode, PollEntry, Vote
+from arena.models import Mode, PollEntry, Vote, VoterExclusion
+from arena.selectors.votelog import RECORD_FIELDS, records_from_rows
 from arena.voters import voter_hash
 from generation.scoring.selectors import judge_agreement as scorer_agreement
+from ratings.hygiene import ModeBias, VoterTest, flagged_voters, position_bias, voter_tests
 from ratings.intervals import binomial_two_sided, wilson_interval
 
 DUEL_MODES = (Mode.FIXED, Mode.FREE)
@@ -65,26 +67,64 @@ class DuelHealth:
         return binomial_two_sided(self.left, self.decisive)
 
 
+TEST_LABELS = {
+    "position": "left/right position in decisive duels",
+    "ties": "share of ties and “both bad” in duels",
+    "ffa_position": "position picked as best in free-for-all",
+    "consensus": "agreement with the crowd's consensus",
+}
+#: A voter with at least this many fast (flagged) votes, making up at least this share of theirs, is listed too
+#: (a fact about their votes, not a statistical test: those votes are left out of the ratings already).
+FAST_MIN_VOTES = 3
+FAST_SHARE = 0.5
+
+
 @dataclass
 class VoterReport:
+    """A voter the tests flag (or who votes too fast): by salted hash only."""
+
     judge: str  # voter_hash, never the raw id
     votes: int
-    flagged: int
-    picks: int  # decisive picks: duel left/right and free-for-all best
-    top_position: int | None
-    top_share: float | None
-    ties: int
-    duel_votes: int
-    median_ms: float | None
+    flagged: int  # fast votes
     reasons: list[str]
+    excluded: bool = False
 
 
-#: Thresholds of the anomalous-voter rules (shown on the stats page).
-ANOMALY_MIN_PICKS = 10
-ANOMALY_SAME_POSITION = 0.9
-ANOMALY_MIN_FLAGGED = 3
-ANOMALY_FLAGGED_SHARE = 0.5
-ANOMALY_TIE_SHARE = 0.9
+def _reason(test: VoterTest) -> str:
+    if test.test == "position":
+        what = f"picked the left image in {test.observed:.0%} of {test.n} decisive duels (the crowd: {test.expected:.0%})"
+    elif test.test == "ties":
+        what = f"answered tie or both bad in {test.observed:.0%} of {test.n} duels (the crowd: {test.expected:.0%})"
+    elif test.test == "ffa_position":
+        what = f"chose one position in {test.observed:.0%} of {test.n} free-for-all polls (the crowd: {test.expected:.0%})"
+    else:
+        what = f"chose the crowd's favourite in {test.observed:.0%} of {test.n} polls (expected {test.expected:.0%})"
+    return f"{what}; q = {test.q_value:.3g} ({TEST_LABELS[test.test]})"
+
+
+def _hygiene(by_voter: dict[str, list[tuple]]) -> tuple[list[VoterReport], list[ModeBias], list[VoterTest]]:
+    """The FDR-corrected per-voter tests on the counted log, the voters they flag, and the per-mode position
+    bias with those voters left out (ratings.hygiene)."""
+    rows = list(Vote.objects.filter(counted=True, seq__isnull=False).order_by("seq")
+                .values_list(*RECORD_FIELDS, "voter_key"))
+    records = records_from_rows(row[:len(RECORD_FIELDS)] for row in rows)
+    hashes: dict[str, str] = {}
+    judges = {r.id: hashes.setdefault(row[-1], voter_hash(row[-1])) for r, row in zip(records, rows)}
+    tests = voter_tests(records, judges, fdr=settings.HYGIENE_FDR, min_votes=settings.HYGIENE_MIN_VOTES)
+    flagged = flagged_voters(tests)
+    bias = position_bias(records, voters=judges, exclude=flagged)
+    excluded = {voter_hash(k) for k in VoterExclusion.objects.filter(lifted_at__isnull=True).values_list("voter_key", flat=True)}
+    reports: dict[str, VoterReport] = {}
+    for key, votes in by_voter.items():
+        judge = hashes.get(key) or voter_hash(key)
+        fast = sum(1 for v in votes if v[3])
+        reasons = [_reason(t) for t in tests if t.flagged and t.voter == judge]
+        if fast >= FAST_MIN_VOTES and fast / len(votes) >= FAST_SHARE:
+            reasons.append(f"{fast} of {len(votes)} votes flagged (too fast; left out of the ratings)")
+        if reasons:
+            reports[judge] = VoterReport(judge=judge, votes=len(votes), flagged=fast, reasons=reasons,
+                                         excluded=judge in excluded)
+    return sorted(reports.values(), key=lambda r: (-len(r.reasons), -r.votes, r.judge)), bias, tests
 
 
 def _winner_position(choice: str, ranks: list[int]) -> int | None:
@@ -99,38 +139,6 @@ def _winner_position(choice: str, ranks: list[int]) -> int | None:
     return None
 
 
-def _voter_report(key: str, votes: list[tuple]) -> VoterReport:
-    positions = Counter()
-    ties = duel_votes = flagged = 0
-    elapsed = []
-    for mode, choice, ranks, is_flagged, ms in votes:
-        pos = _winner_position(choice, ranks)
-        if pos is not None:
-            positions[(mode == Mode.FFA, pos)] += 1
-        if mode in DUEL_MODES:
-            duel_votes += 1
-            ties += choice in (Vote.Choice.TIE, Vote.Choice.BOTH_BAD)
-        flagged += bool(is_flagged)
-        elapsed.append(ms)
-    picks = sum(positions.values())
-    top = positions.most_common(1)[0] if positions else None
-    # the share is within the kind of poll (duel or free-for-all) the most frequent position belongs to
-    kind_total = sum(c for (ffa, _), c in positions.items() if top and ffa == top[0][0]) if top else 0
-    top_share = top[1] / kind_total if top else None
-    reasons = []
-    if top and kind_total >= ANOMALY_MIN_PICKS and top_share >= ANOMALY_SAME_POSITION:
-        where = ("left", "right")[top[0][1]] if not top[0][0] else f"position {top[0][1] + 1} of 4"
-        reasons.append(f"picked the {where} image in {top[1]} of {kind_total} votes")
-    if flagged >= ANOMALY_MIN_FLAGGED and flagged / len(votes) >= ANOMALY_FLAGGED_SHARE:
-        reasons.append(f"{flagged} of {len(votes)} votes flagged (too fast)")
-    if duel_votes >= ANOMALY_MIN_PICKS and ties / duel_votes >= ANOMALY_TIE_SHARE:
-        reasons.append(f"tie or both bad in {ties} of {duel_votes} duels")
-    return VoterReport(
-        judge=voter_hash(key), votes=len(votes), flagged=flagged, picks=picks,
-        top_position=top[0][1] if top else None, top_share=top_share, ties=ties, duel_votes=duel_votes,
-        median_ms=statistics.median(elapsed) if elapsed else None, reasons=reasons,
-    )
-
 
 @dataclass
 class Health:
@@ -143,6 +151,8 @@ class Health:
     anomalous: list[VoterReport]
     voters: int
     median_ms: float | None
+    position_bias: list[ModeBias] = field(default_factory=list)  # per mode, Holm-corrected, flagged voters left out
+    tests_run: int = 0
 
     @property
     def flagged_rate(self) -> Rate:
@@ -156,9 +166,11 @@ class Health:
 def _health_key() -> str:
     agg = Vote.objects.aggregate(
         n=Count("id"), m=Max("id"), s=Sum("id"), f=Count("id", filter=Q(flagged=True)), c=Count("id", filter=Q(counted=True)),
+        e=Count("id", filter=Q(excluded=True)),
     )
-    raw = f"{agg['n']}:{agg['m']}:{agg['s']}:{agg['f']}:{agg['c']}:{settings.VOTER_HASH_SALT}"
-    return "arena:health:v1:" + hashlib.sha256(raw.encode()).hexdigest()[:32]
+    raw = (f"{agg['n']}:{agg['m']}:{agg['s']}:{agg['f']}:{agg['c']}:{agg['e']}:"
+           f"{settings.VOTER_HASH_SALT}:{settings.HYGIENE_FDR}:{settings.HYGIENE_MIN_VOTES}")
+    return "arena:health:v2:" + hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
 def evaluation_health(*, max_voters: int = 50) -> Health:
@@ -202,12 +214,11 @@ def evaluation_health(*, max_voters: int = 50) -> Health:
         from scipy.stats import chisquare
 
         ffa_p = float(chisquare(ffa_positions).pvalue)
-    reports = [_voter_report(k, v) for k, v in by_voter.items()]
-    anomalous = sorted((r for r in reports if r.reasons), key=lambda r: (-len(r.reasons), -r.votes, r.judge))
+    anomalous, bias, tests = _hygiene(by_voter)
     health = Health(
         total=total, counted=counted, flagged=flagged, duels=[*duels.values(), both], ffa_positions=ffa_positions,
         ffa_p_value=ffa_p, anomalous=anomalous[:max_voters], voters=len(by_voter),
-        median_ms=statistics.median(elapsed) if elapsed else None,
+        median_ms=statistics.median(elapsed) if elapsed else None, position_bias=bias, tests_run=len(tests),
     )
     cache.set(key, health, timeout=3600)
     return health

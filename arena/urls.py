@@ -33,6 +33,7 @@ urlpatterns = [
     path("leaderboard/votes.jsonl", boards.vote_jsonl, name="vote_jsonl"),
     path("leaderboard/plots/<slug:kind>.<str:fmt>", boards.leaderboard_plot, name="leaderboard_plot"),
     path("stats/", stats.stats, name="stats"),
+    path("stats/exclusions/", stats.voter_exclusion, name="voter_exclusion"),
     path("models/<int:pk>/", models.model_detail, name="model"),
     path("images/<int:image_id>/thumb.webp", models.image_thumb, name="image_thumb"),
     path("api/", include("arena.urls_api")),

@@ -152,6 +152,10 @@ COUNT_FAST_VOTES = env_bool("COUNT_FAST_VOTES", False)
 # Who applies votes to the ratings: "task" (each vote's commit queues the arena.apply_ratings task; in process
 # when tasks run eagerly) or "external" (a separate `manage.py apply_ratings --follow` process does).
 RATINGS_CONSUMER = env_choice("RATINGS_CONSUMER", "task", ("task", "external"))
+# Vote hygiene (the stats page): per-voter tests, Benjamini–Hochberg corrected at this false-discovery rate, run for
+# voters with at least this many votes of a kind.
+HYGIENE_FDR = env_float("HYGIENE_FDR", 0.05, minimum=0.0001, maximum=0.5)
+HYGIENE_MIN_VOTES = env_int("HYGIENE_MIN_VOTES", 20, minimum=5)
 VOTER_DAILY_CAP = env_int("VOTER_DAILY_CAP", 0, minimum=0)  # votes one voter may cast per UTC day (0: no cap)
 FREE_DUEL_ALLOW_TIE = env_bool("FREE_DUEL_ALLOW_TIE", True)
 FREE_DUEL_ALLOW_BOTH_BAD = env_bool("FREE_DUEL_ALLOW_BOTH_BAD", True)
@@ -163,7 +167,10 @@ FREE_PROMPT_TIMEOUT_SECONDS = env_int("FREE_PROMPT_TIMEOUT_SECONDS", 300, minimu
 # Size of free-prompt duel images when the two models' defaults differ (both images always share one size).
 FREE_PROMPT_WIDTH = env_int("FREE_PROMPT_WIDTH", 832, minimum=256, maximum=2048)
 FREE_PROMPT_HEIGHT = env_int("FREE_PROMPT_HEIGHT", 1216, minimum=256, maximum=2048)
-MATCHMAKING_STRATEGY = env_choice("MATCHMAKING_STRATEGY", "active", ("uniform", "weighted", "active"))
+# "info": a uniform share mixed with sampling in proportion to the expected information about pairs' order (the
+# randomised design of ratings/design.py, with the probability of each poll stored); "uniform": every feasible set
+# equally likely (admins' weights apply to both).
+MATCHMAKING_STRATEGY = env_choice("MATCHMAKING_STRATEGY", "info", ("info", "uniform"))
 
 ELO_K = env_float("ELO_K", 4.0, minimum=0.0)
 ELO_SCALE = env_float("ELO_SCALE", 400.0, minimum=1.0)

@@ -263,15 +263,42 @@ class FeasibleSets:
         ids = self.ids
         return [tuple(ids[i] for i in row) for row in self.members.tolist()]
 
-    def groups_for(self, models: Iterable[int]) -> list[int]:
-        """Indices of the groups holding every one of ``models`` (empty without groups)."""
+    def allowed(self, excluded: Mapping[int, Iterable[int]]) -> np.ndarray | None:
+        """Which sets stay feasible when, in group ``g``, the models ``excluded[g]`` may not be shown (e.g. a
+        voter has seen those images with their model's name): a set is allowed iff some group holds all of it
+        with none of its members excluded there. None when nothing is excluded (every set is allowed)."""
+        if self.group_masks is None or not excluded:
+            return None
+        effective = self.group_masks.copy()
+        for g, models in excluded.items():
+            for m in models:
+                i = self.index.get(int(m))
+                if i is not None:
+                    effective[g, i // 64] &= ~(np.uint64(1) << np.uint64(i % 64))
+        masks = effective[_popcount(effective) >= self.k]
+        if not len(masks):
+            return np.zeros(len(self), dtype=bool)
+        masks = np.unique(masks, axis=0)
+        set_masks = _masks(self.members, len(self.ids))
+        ok = np.zeros(len(self), dtype=bool)
+        for start in range(0, len(masks), 64):
+            ok |= _contains(masks[start:start + 64], set_masks).any(axis=0)
+        return ok
+
+    def groups_for(self, models: Iterable[int], excluded: Mapping[int, Iterable[int]] | None = None) -> list[int]:
+        """Indices of the groups holding every one of ``models`` (empty without groups), less those where one of
+        them is ``excluded``."""
         if self.group_masks is None:
             return []
         mask = np.zeros(self.group_masks.shape[1], dtype=np.uint64)
         for m in models:
             i = self.index[int(m)]
             mask[i // 64] |= np.uint64(1) << np.uint64(i % 64)
-        return np.flatnonzero(((self.group_masks & mask) == mask).all(axis=1)).tolist()
+        holding = np.flatnonzero(((self.group_masks & mask) == mask).all(axis=1)).tolist()
+        if excluded:
+            chosen = {int(m) for m in models}
+            holding = [g for g in holding if not chosen & {int(m) for m in excluded.get(g, ())}]
+        return holding
 
 
 class Matchmaker:
@@ -365,10 +392,23 @@ class Matchmaker:
         hit = np.flatnonzero((self.feasible.members == np.array(row)).all(axis=1))
         return float(self.probabilities(pending)[hit[0]]) if len(hit) else 0.0
 
-    def draw(self, rng: random.Random, pending: Pending | None = None) -> Pick:
-        """One poll: the set by inverse CDF of :meth:`probabilities`, then a group, then the screen order."""
+    def draw(self, rng: random.Random, pending: Pending | None = None,
+             excluded: Mapping[int, Iterable[int]] | None = None) -> Pick:
+        """One poll: the set by inverse CDF of :meth:`probabilities`, then a group, then the screen order.
+
+        ``excluded`` (group index → models that may not be shown in it, see :meth:`FeasibleSets.allowed`)
+        restricts the draw to the sets still feasible and renormalises: the probability returned is then
+        P(set | the allowed sets), exact, and the group is drawn among the groups allowed for the set."""
         probs = self.probabilities(pending)
-        if pending:
+        allowed = self.feasible.allowed(excluded or {})
+        if allowed is not None:
+            probs = np.where(allowed, probs, 0.0)
+            total = probs.sum()
+            if not total > 0:
+                raise NotEnoughModels("every feasible set holds an image that may not be shown")
+            probs = probs / total
+            cdf = np.cumsum(probs)
+        elif pending:
             cdf = np.cumsum(probs)
         else:
             if self._base_cdf is None:
@@ -379,7 +419,7 @@ class Matchmaker:
         models = [ids[j] for j in self.feasible.members[i].tolist()]
         group, group_p = None, 1.0
         if self.feasible.group_masks is not None:
-            holding = self.feasible.groups_for(models)
+            holding = self.feasible.groups_for(models, excluded)
             group, group_p = holding[int(rng.random() * len(holding))], 1.0 / len(holding)
         rng.shuffle(models)
         return Pick(models=tuple(models), group=group, probability=float(probs[i]), group_probability=group_p)

@@ -14,13 +14,14 @@ def _media_and_cache(settings, tmp_path):
     """Every test writes media under its own folder and starts with an empty cache."""
     from django.core.cache import cache
 
-    from arena import pollgroups
+    from arena import matchmaking, pollgroups
     from arena.selectors import polls
 
     settings.MEDIA_ROOT = tmp_path / "media"
     cache.clear()
     pollgroups.invalidate()
     polls.forget_candidates()
+    matchmaking.pending_forget()
     yield
     cache.clear()
 

@@ -10,7 +10,7 @@ from arena.models import Poll, PollEntry
 from arena.permissions import free_prompts_listed
 from arena.rating_settings import trueskill_params
 from generation.models import ModelVariant, Prompt
-from ratings.matchmaking import Candidate
+from ratings.design import Candidate
 
 
 #: Seconds a process reuses its snapshot of the candidates (ratings move a little with each vote; the
@@ -43,12 +43,12 @@ def _read_candidates(*, scope: str, generating: bool) -> list[Candidate]:
     if generating:
         variants = variants.exclude(source_type=ModelVariant.SourceType.NONE)
     rows = variants.annotate(r=FilteredRelation("ratings", condition=Q(ratings__scope=scope))).values_list(
-        "id", "matchmaking_weight", "r__games", "r__mu", "r__sigma"
+        "id", "matchmaking_weight", "r__games", "r__mu", "r__sigma", "r__votes"
     ).order_by("id")
     return [
         Candidate(id=v, games=games or 0, mu=ts.mu if mu is None else mu, sigma=ts.sigma if sigma is None else sigma,
-                  weight=weight, enabled=True)
-        for v, weight, games, mu, sigma in rows
+                  weight=weight, enabled=True, polls=votes or 0)
+        for v, weight, games, mu, sigma, votes in rows
     ]
 
 

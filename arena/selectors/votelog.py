@@ -23,16 +23,18 @@ def counted_votes(scope: str = Scope.OVERALL):
     votes = Vote.objects.filter(counted=True, excluded=False, seq__isnull=False)
     return votes if scope == Scope.OVERALL else votes.filter(mode=scope)
 
-RECORD_FIELDS = ("seq", "created_at", "mode", "variants", "ranks", "full_ranking", "choice")
+RECORD_FIELDS = ("seq", "created_at", "mode", "variants", "ranks", "full_ranking", "choice", "poll_id", "poll__propensity")
 
 
-def record_from_row(seq, created_at, mode, variants, ranks, full_ranking, choice, *, not_before: float = 0.0) -> VoteRecord:
+def record_from_row(seq, created_at, mode, variants, ranks, full_ranking, choice, poll_id=None, propensity=None, *,
+                    not_before: float = 0.0) -> VoteRecord:
     """A vote row (``RECORD_FIELDS``) as the ratings engine reads it. The record's id is the vote's place in the
     log (``seq``) and its timestamp never goes back in that order (``not_before``: the previous record's), so
     the engine's (timestamp, id) order is the log's order."""
     return VoteRecord(
         id=seq, timestamp=max(created_at.timestamp(), not_before), mode=mode, players=tuple(variants),
-        ranks=tuple(ranks), full_ranking=full_ranking, both_bad=choice == Vote.Choice.BOTH_BAD,
+        ranks=tuple(ranks), full_ranking=full_ranking, both_bad=choice == Vote.Choice.BOTH_BAD, poll=poll_id,
+        propensity=propensity if propensity and 0 < propensity <= 1 else None,
     )
 
 

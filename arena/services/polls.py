@@ -14,14 +14,13 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from arena import pollgroups, polltickets, selectors
+from arena import matchmaking, pollgroups, polltickets, selectors
 from arena.errors import NoPollAvailable, PollNotFound, PromptRejected
 from arena.models import Mode, Poll, PollEntry
 from arena.polltickets import PollTicket
 from arena.services.prompts import free_prompt_clean, with_rating_token
 from generation import services as generation_services
 from generation.models import GenerationTask, Image, ModelVariant, Prompt
-from ratings import matchmaking
 
 _rng = random.SystemRandom()
 
@@ -67,49 +66,6 @@ class IssuedPoll:
         return self.ticket.mode
 
 
-def _pick(*, mode: str, candidates: list[matchmaking.Candidate], k: int, rng: random.Random) -> list[int]:
-    try:
-        return matchmaking.pick(settings.MATCHMAKING_STRATEGY, candidates, k, rng)
-    except matchmaking.NotEnoughModels:
-        raise NoPollAvailable(
-            f"Not enough models are ready for a {Mode(mode).label} yet ({len(candidates)} available, {k} needed)."
-        ) from None
-
-
-def _unseen(groups: pollgroups.GroupIndex, seen: set[int]) -> dict[int, frozenset]:
-    """Per model, the groups whose image of that model this voter has not been shown with its name yet."""
-    if not seen:
-        return dict(groups.by_variant)
-    hidden: dict[int, set] = {}
-    for image_id in seen:
-        info = groups.info.get(image_id)
-        if info is not None:
-            hidden.setdefault(info.variant_id, set()).add(info.group)
-    return {v: gs - hidden.get(v, set()) if v in hidden else gs for v, gs in groups.by_variant.items()}
-
-
-def _draw(mode: str, voter_key: str, rng: random.Random) -> tuple[list[int], tuple, float | None]:
-    """The models and the group (prompt, seed and settings) of the next poll for this voter."""
-    k = _entries_needed(mode)
-    groups = pollgroups.index()
-    by_variant = _unseen(groups, selectors.revealed_images(voter_key=voter_key))
-    candidates = [c for c in selectors.matchmaking_candidates(scope=mode) if by_variant.get(c.id)]
-    for _attempt in range(8):
-        picked = _pick(mode=mode, candidates=candidates, k=k, rng=rng)
-        sets = sorted((by_variant[v] for v in picked), key=len)
-        common = set(sets[0]).intersection(*sets[1:])
-        if common:
-            return picked, rng.choice(sorted(common)), None
-        # The pick shares no unseen prompt: narrow to the models of one of its pivot's prompts.
-        allowed = {c.id for c in candidates}
-        pivot = [g for g in sorted(by_variant[picked[0]]) if len(allowed & groups.images[g].keys()) >= k]
-        members = allowed & groups.images[rng.choice(pivot)].keys() if pivot else allowed - {picked[0]}
-        candidates = [c for c in candidates if c.id in members]
-        if len(candidates) < k:
-            break
-    raise NoPollAvailable("No prompt has images from enough models yet; ask an admin to run a generation job.")
-
-
 def poll_create(*, mode: str, voter_key: str, ip_hash: str = "", rng: random.Random | None = None,
                 now: dt.datetime | None = None) -> IssuedPoll:
     """Issue a fixed-prompt duel or a free-for-all poll of pre-generated images to one voter, writing nothing:
@@ -120,15 +76,16 @@ def poll_create(*, mode: str, voter_key: str, ip_hash: str = "", rng: random.Ran
     if mode not in (Mode.FIXED, Mode.FFA):
         raise ValueError(f"poll_create makes fixed-prompt duels and free-for-all polls, not {mode!r}")
     rng = rng or _rng
-    picked, group, propensity = _draw(mode, voter_key, rng)
+    drawn = matchmaking.draw_fixed(mode=mode, voter_key=voter_key, rng=rng)
     groups = pollgroups.index()
-    rng.shuffle(picked)
+    group, picked = drawn.group, list(drawn.models)  # already in a random screen order
     image_ids = [groups.images[group][v] for v in picked]
     infos = [groups.info[i] for i in image_ids]
     if len({(i.width, i.height) for i in infos}) != 1:
         raise NoPollAvailable("The images of this prompt differ in size; ask an admin to check the generation job.")
     ticket = PollTicket(nonce=uuid.uuid4(), voter_key=voter_key, mode=mode, image_ids=tuple(image_ids),
-                        issued_at=now or timezone.now(), propensity=propensity)
+                        issued_at=now or timezone.now(), propensity=drawn.probability)
+    matchmaking.pending_add(mode, ticket.nonce, drawn.models)
     entries = tuple(ShownEntry(position=i, image_id=info.id, image=ShownImage(info.width, info.height))
                     for i, info in enumerate(infos))
     return IssuedPoll(ticket=ticket, token=polltickets.encode(ticket), prompt=ShownPrompt(group[0], groups.prompts.get(group[0], "")),
@@ -161,8 +118,8 @@ def free_poll_create(
     else:
         text = with_rating_token(free_prompt_clean(prompt_text or ""))
         prompt = None
-    picked = _pick(mode=Mode.FREE, candidates=selectors.matchmaking_candidates(scope=Mode.FREE, generating=True), k=2, rng=rng)
-    rng.shuffle(picked)
+    drawn = matchmaking.draw_live(rng=rng)
+    picked = list(drawn.models)  # in a random screen order
     variants = {v.id: v for v in ModelVariant.objects.filter(id__in=picked)}
     ordered = [variants[v] for v in picked]
     sizes = {(v.width, v.height) for v in ordered}
@@ -179,7 +136,7 @@ def free_poll_create(
             raise NoPollAvailable("These models cannot generate right now: " + "; ".join(exc.messages)) from None
         poll = Poll.objects.create(
             mode=Mode.FREE, voter_key=voter_key, ip_hash=ip_hash, prompt=prompt, status=Poll.Status.GENERATING,
-            settings_key="", expires_at=now + dt.timedelta(seconds=settings.FREE_PROMPT_TIMEOUT_SECONDS + settings.POLL_TTL_SECONDS),
+            settings_key="", propensity=drawn.probability, expires_at=now + dt.timedelta(seconds=settings.FREE_PROMPT_TIMEOUT_SECONDS + settings.POLL_TTL_SECONDS),
         )
         PollEntry.objects.bulk_create(
             [PollEntry(poll=poll, position=i, variant=v, task=t) for i, (v, t) in enumerate(zip(ordered, tasks))]

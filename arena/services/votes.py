@@ -17,7 +17,7 @@ from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from arena import pollgroups, polltickets
+from arena import matchmaking, pollgroups, polltickets
 from arena.errors import InvalidChoice, PollExpired, PollForbidden, PollNotFound, PollNotReady, RateLimited
 from arena.models import Mode, Poll, PollEntry, Vote
 from generation.models import Image
@@ -242,6 +242,7 @@ def _cast_on_ticket(token: str, *, voter_key: str, ip_hash: str, choice: str, be
         if replay is None:
             raise PollNotReady("This vote is being recorded; reload the page in a moment.")
         return replay
+    matchmaking.pending_done(ticket.mode, ticket.nonce)
     if settings.CELERY_TASK_ALWAYS_EAGER and settings.RATINGS_CONSUMER == "task":
         vote.refresh_from_db(fields=["seq", "rating_changes"])  # the consumer ran in this process on commit
     index = pollgroups.index()

@@ -325,3 +325,30 @@ def test_a_free_prompt_the_pipelines_would_refuse_is_refused_with_their_reason(t
     with pytest.raises(PromptRejected) as info:
         services.free_prompt_clean(text)
     assert fragment in info.value.message.lower()
+
+
+def test_the_probability_of_the_shown_set_is_stored_and_exact_for_what_the_voter_may_be_shown(db, settings):
+    """Uniform design, four models with images of two prompts: a new voter's duel is one of 6 pairs. Once the
+    voter has seen A and B revealed on prompt 1, and C and D on prompt 2, only A–B (on prompt 2) and C–D (on
+    prompt 1) are left: each has probability 1/2 for that voter."""
+    settings.MATCHMAKING_STRATEGY = "uniform"
+    a, b, c, d = (make_variant() for _ in range(4))
+    p1, p2 = make_prompt("one"), make_prompt("two")
+    images = {(v.id, p.id): make_image(v, p) for v in (a, b, c, d) for p in (p1, p2)}
+    poll = _poll(seed=1)
+    assert poll.ticket.propensity == pytest.approx(1 / 6)
+    for pair, prompt in (((a, b), p1), ((c, d), p2)):  # what this voter has seen revealed, stored as votes would
+        stored = Poll.objects.create(mode=Mode.FIXED, voter_key=VOTER, prompt=prompt, status=Poll.Status.VOTED,
+                                     expires_at=timezone.now())
+        for position, v in enumerate(pair):
+            stored.entries.create(position=position, variant=v, image=images[(v.id, prompt.id)])
+    shown = set()
+    for seed in range(40):
+        poll = _poll(seed=seed)
+        pair = frozenset(_shown(poll))
+        assert pair in ({a.id, b.id}, {c.id, d.id}) and poll.ticket.propensity == pytest.approx(0.5)
+        assert poll.prompt.id == (p2.id if pair == {a.id, b.id} else p1.id)
+        shown.add(pair)
+    assert len(shown) == 2
+    vote = _vote(poll, choice="left").vote
+    assert vote.poll.propensity == pytest.approx(0.5)

@@ -192,3 +192,35 @@ def test_duels_and_four_way_polls_have_their_own_defaults():
     assert DesignParams().for_poll(4) == DesignParams(exploration=0.3, sharpness=10.0)
     assert DesignParams(sharpness=5.0).for_poll(2).sharpness == 5.0
     assert Matchmaker(_candidates(), 2).params.exploration == 0.7
+
+
+def test_a_voters_excluded_images_restrict_the_draw_exactly():
+    """A voter who has seen model 1's image in group 0 and model 4's in group 2 may be shown a set only through a
+    group where none of its members is excluded: the allowed sets, written out by hand, get the design's
+    probabilities renormalised over them; draws match; the group drawn is an allowed one."""
+    candidates = _candidates(seed=5)
+    mm = Matchmaker(candidates, 2, GROUPS, DesignParams(exploration=0.3))
+    excluded = {0: {1}, 2: {4}}
+    base = dict(zip(mm.feasible.sets(), mm.probabilities().tolist()))
+
+    def allowed(s):
+        return any(set(s) <= g and not set(s) & excluded.get(i, set()) for i, g in enumerate(GROUPS))
+
+    kept = {s: p for s, p in base.items() if allowed(s)}
+    assert (1, 4) not in kept and (1, 5) not in kept  # only group 0 holds them, where 1 was seen
+    assert (1, 2) in kept and (4, 5) in kept and (5, 6) in kept  # through groups 1 or 4; group 0; group 2 (4 unused)
+    assert (mm.feasible.allowed(excluded) == np.array([allowed(s) for s in mm.feasible.sets()])).all()
+    total = sum(kept.values())
+    rng = random.Random(2)
+    seen = Counter()
+    for _ in range(20_000):
+        pick_ = mm.draw(rng, excluded=excluded)
+        key = tuple(sorted(pick_.models))
+        assert key in kept and pick_.probability == pytest.approx(kept[key] / total, rel=1e-12)
+        assert not set(key) & excluded.get(pick_.group, set()) and set(key) <= GROUPS[pick_.group]
+        seen[key] += 1
+    keys = sorted(kept)
+    assert stats.chisquare([seen[s] for s in keys], [kept[s] / total * 20_000 for s in keys]).pvalue > 0.001
+    assert mm.feasible.allowed({}) is None  # nothing excluded: the plain design
+    with pytest.raises(NotEnoughModels):
+        mm.draw(rng, excluded={i: set(g) for i, g in enumerate(GROUPS)})
