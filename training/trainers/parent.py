@@ -188,10 +188,10 @@ def adapters_disabled(*modules):
 
 
 class Wrapped:
-    """A DDP-wrapped text encoder as generation's chunk encoder calls it (``.device`` and a call)."""
+    """A DDP-wrapped text encoder as generation's chunk encoder calls it (``.device``, ``.config`` and a call)."""
 
     def __init__(self, wrapped, module):
-        self.wrapped, self.device = wrapped, module.device
+        self.wrapped, self.device, self.config = wrapped, module.device, module.config
 
     def __call__(self, *args, **kwargs):
         return self.wrapped(*args, **kwargs)
