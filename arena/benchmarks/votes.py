@@ -219,6 +219,7 @@ def run_bench(opts: Options) -> dict:
                 _wait_for(port, server)
                 meters = {
                     "server": _Meter(lambda: [server.pid, *_children(server.pid), consumer.pid]),
+                    "consumer": _Meter(lambda: [consumer.pid]),  # also inside "server": its share of it
                     "database": _Meter(lambda: _postgres_pids(db_name) if db_name else []),
                 }
                 started = time.monotonic()
@@ -252,6 +253,7 @@ def _line(opts: Options, result: dict, checked: dict, cpu: dict, elapsed: float)
         "p99_ms_by_kind": {k: _p(v, 0.99) for k, v in result["latencies"].items()},
         "requests": len(everything),
         "cpu_ms_per_cycle": {"server": round(1000 * cpu["server"] / cycles, 2),
+                             "of_which_ratings_consumer": round(1000 * cpu["consumer"] / cycles, 2),
                              "database": round(1000 * cpu["database"] / cycles, 2),
                              "generator": round(1000 * result["cpu_s"] / cycles, 2)},
         "cycles": result["cycles"],
