@@ -45,8 +45,14 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-@pytest.fixture
-def var_env(tmp_path):
+@pytest.fixture(scope="module")
+def var_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("serve")
+
+
+@pytest.fixture(scope="module")
+def var_env(var_dir):
+    tmp_path = var_dir
     env = {k: v for k, v in os.environ.items()
            if k not in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "CELERY_TASK_ALWAYS_EAGER", "ARENA_CACHE_DIR")
            and not k.startswith("DJANGO_ALLOW")}
@@ -57,7 +63,8 @@ def var_env(tmp_path):
     return env
 
 
-def test_serve_runs_the_site_and_a_worker_on_a_filesystem_queue_and_one_ctrl_c_stops_both(var_env, tmp_path):
+def test_serve_runs_the_site_and_a_worker_on_a_filesystem_queue_and_one_ctrl_c_stops_both(var_env, var_dir):
+    tmp_path = var_dir
     port = _free_port()
     server = subprocess.Popen([sys.executable, "manage.py", "serve", "--port", str(port)], cwd=ROOT, env=var_env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -101,6 +108,28 @@ def test_serve_runs_the_site_and_a_worker_on_a_filesystem_queue_and_one_ctrl_c_s
         time.sleep(0.2)
     assert not any(_alive(pid) for pid in children)
     assert server.returncode == 0
+
+
+def test_serve_stops_its_workers_when_it_is_killed_too(var_env):
+    """`kill PID` (SIGTERM) of serve alone, as a service manager sends it, leaves no worker behind."""
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "manage.py", "serve", "--port", str(port)], cwd=ROOT, env=var_env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for line in server.stdout:
+            if "Ctrl-C stops" in line:
+                break
+        children = _children(server.pid)
+        assert len(children) == 3
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+    finally:
+        if server.poll() is None:
+            server.kill()
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in children)
 
 
 def test_serve_refuses_a_port_in_use_with_a_message(var_env):

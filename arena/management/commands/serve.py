@@ -127,6 +127,9 @@ class Command(BaseCommand):
             raise CommandError(f"port {port} is not between 1 and 65535")
         if not _port_free(host, port):
             raise CommandError(f"{host}:{port} is in use; stop what serves there or give another PORT=...")
+        # Ctrl-C, `kill` and a closed terminal all stop everything (a shell's background job would ignore SIGINT).
+        for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(number, _interrupt)
         env = child_env()
         level = "INFO" if env.get("ARENA_VERBOSE") in ("1", "true", "yes", "on") else "WARNING"
         children: list[subprocess.Popen] = []
@@ -165,6 +168,10 @@ class Command(BaseCommand):
             _stop(children)
             if log is not None:
                 log.close()
+
+
+def _interrupt(number, frame):
+    raise KeyboardInterrupt
 
 
 def _stop(children: list[subprocess.Popen], grace: float = 10.0) -> None:
