@@ -109,7 +109,7 @@ def test_both_images_and_every_vote_button_fit_the_screen(live_server, open_page
 
 def test_an_image_opens_full_size_and_esc_goes_back(live_server, open_page, settings):
     settings.RATELIMIT_ENABLE = False
-    arena_with_images(n_models=2, n_prompts=2, size=SHAPES["portrait"])
+    arena_with_images(n_models=4, n_prompts=3, size=SHAPES["portrait"])
     page = open_page("phone")
     page.goto(live_server.url + "/duel/")
     page.wait_for_selector("[data-poll] img")
@@ -124,6 +124,14 @@ def test_an_image_opens_full_size_and_esc_goes_back(live_server, open_page, sett
     assert page.locator(".viewer").count() == 0
     assert Vote.objects.count() == 0  # looking is not voting
     page = open_page("laptop")
+    page.goto(live_server.url + "/duel/")
+    page.wait_for_selector("[data-poll] img")
+    assert page.locator(".guide").is_visible()
+    page.click("[data-dismiss-guide]")  # the "how to judge" note, once dismissed, stays away on this browser
+    assert not page.locator(".guide").is_visible()
+    page.goto(live_server.url + "/ffa/")
+    page.wait_for_selector("[data-poll] img")
+    assert page.locator(".guide").count() == 1 and not page.locator(".guide").is_visible()
     page.goto(live_server.url + "/duel/")
     page.wait_for_selector("[data-poll] img")
     page.keyboard.press("f")
