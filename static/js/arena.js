@@ -247,3 +247,22 @@ function arenaTick() {
 }
 setInterval(arenaTick, 1000);
 document.addEventListener("htmx:afterSettle", arenaTick);
+// The enlarge button and the ranking badge sit on the picture's own corners (the picture is centred in its cell).
+function arenaPlaceOverlays() {
+  document.querySelectorAll("#poll .slot .frame").forEach(function (frame) {
+    const img = frame.querySelector("img");
+    if (!img || !img.offsetWidth) return;
+    const right = frame.clientWidth - (img.offsetLeft + img.offsetWidth);
+    const enlarge = frame.querySelector(".enlarge");
+    if (enlarge) { enlarge.style.right = (right + 4) + "px"; enlarge.style.top = (img.offsetTop + 4) + "px"; }
+    const badge = frame.querySelector(".place-badge");
+    if (badge) { badge.style.left = (img.offsetLeft + 6) + "px"; badge.style.top = (img.offsetTop + 6) + "px"; }
+  });
+}
+window.addEventListener("resize", arenaPlaceOverlays);
+document.addEventListener("DOMContentLoaded", arenaPlaceOverlays);
+document.addEventListener("htmx:afterSettle", arenaPlaceOverlays);
+document.addEventListener("load", function (event) {
+  if (event.target.tagName === "IMG" && event.target.closest("#poll .slot")) arenaPlaceOverlays();
+}, true);
+document.addEventListener("toggle", arenaPlaceOverlays, true);
