@@ -139,7 +139,7 @@ def test_leaderboard_page_shows_bt_intervals_rank_plots_and_downloads(client, lo
     assert html.count("<table") == 1 and "95% bootstrap intervals" in html
     top = snapshot.rows[0]
     first_row = html.split("<tbody>")[1].split("</tr>")[0]
-    assert f"<td>{top['rank']}</td>" in first_row and f"{top['bt']:.1f}" in first_row
+    assert f'<td class="col-rank">{top["rank"]}</td>' in first_row and f"{top['bt']:.1f}" in first_row
     assert f"{top['bt']:.1f}" in html and f"{top['bt_lo']:.1f} – {top['bt_hi']:.1f}" in html
     assert snapshot.vote_log_hash[:12] in html
     assert "/leaderboard/export.csv?scope=overall" in html and "/leaderboard/export.md?scope=overall" in html
