@@ -187,3 +187,48 @@ def test_a_redelivered_slice_takes_its_claim_back_and_another_message_does_not(t
         services.run_claim(run_id=run.pk, token="m1")
     assert services.run_claim(run_id=run.pk, token="m1") is None
     assert _run(run.pk).status == "failed" and "gave up after 5 attempts" in _run(run.pk).error
+
+
+def test_a_reward_run_records_its_model_file_and_held_out_agreement(tmp_path, django_capture_on_commit_callbacks):
+    from generation.scoring.openclip import tiny_open_clip_write
+
+    clip = str(tiny_open_clip_write(tmp_path / "clip", seed=0))
+    dataset = voted_dataset(polls=8)
+    with django_capture_on_commit_callbacks(execute=True):
+        run = services.run_create(method="reward", dataset=dataset,
+                                  config={"open_clip_dir": clip, "epochs": 20, "heldout_fraction": 0.25})
+    run = _run(run.pk)
+    assert run.status == "done", run.error
+    assert run.parent is None and run.result_variant is None and run.max_steps == 20 == run.step
+    from pathlib import Path
+
+    assert Path(run.output_files["model_file"]).is_file()
+    from training.trainers.dataset import read_dataset
+    from training.trainers.reward import heldout_polls
+
+    ds = read_dataset(dataset.path)
+    held = heldout_polls(ds.columns["poll_id"], 0.25, 0)
+    tie_poll = ds.columns["poll_id"][ds.columns["kind"].index("tie")]
+    # 8 pairs and a tie: the tie trains (as 0.5) but is never a held-out pair
+    assert run.result["train_pairs"] + run.result["heldout_pairs"] == (8 if tie_poll in held else 9)
+    assert run.result["heldout_pairs"] == sum(p in held for p, k in zip(ds.columns["poll_id"], ds.columns["kind"]) if k == "pair")
+    assert 0 <= run.result["heldout_ci_low"] <= run.result["heldout_ci_high"] <= 1
+    assert [m["step"] for m in run.metrics] == list(range(1, 21, 2))  # the trainer reports every tenth of the epochs
+
+
+def test_a_slice_longer_than_the_visibility_timeout_stops_start_up():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "CELERY_VISIBILITY_TIMEOUT": "600", "TRAIN_TIME_SLICE_SECONDS": "600",
+           "DJANGO_SETTINGS_MODULE": "config.settings", "PYTHONPATH": str(root)}
+    out = subprocess.run([sys.executable, "-c", "import django; django.setup()"], cwd=root, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and "must be below CELERY_VISIBILITY_TIMEOUT (600)" in out.stderr
+    bad = subprocess.run([sys.executable, "-c", "import django; django.setup()"], cwd=root, text=True, timeout=120,
+                         env={**env, "CELERY_VISIBILITY_TIMEOUT": "21600", "TRAIN_LAUNCHER": "torchrun"},
+                         capture_output=True)
+    assert bad.returncode != 0 and "TRAIN_LAUNCHER='torchrun' must be one of inprocess, accelerate" in bad.stderr
