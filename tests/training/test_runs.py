@@ -232,3 +232,21 @@ def test_a_slice_longer_than_the_visibility_timeout_stops_start_up():
                          env={**env, "CELERY_VISIBILITY_TIMEOUT": "21600", "TRAIN_LAUNCHER": "torchrun"},
                          capture_output=True)
     assert bad.returncode != 0 and "TRAIN_LAUNCHER='torchrun' must be one of inprocess, accelerate" in bad.stderr
+
+
+def test_manage_py_train_runs_a_queued_run_to_its_end_in_process(tiny_models, django_capture_on_commit_callbacks, capsys):
+    from django.core.management import CommandError, call_command
+
+    parent = register_parent(tiny_models)
+    dataset = voted_dataset()
+    with django_capture_on_commit_callbacks(execute=False):
+        run = services.run_create(method="sft", dataset=dataset, parent=parent, config={**SMALL, "max_train_steps": 2})
+    with django_capture_on_commit_callbacks(execute=False):
+        call_command("train", str(run.pk))
+    assert "done at step 2/2" in capsys.readouterr().out
+    run = _run(run.pk)
+    assert run.status == "done" and run.result_variant.parent_id == parent.pk
+    with pytest.raises(CommandError, match="is done"):
+        call_command("train", str(run.pk))  # nothing to claim: it says so
+    with pytest.raises(CommandError, match="no training run 999"):
+        call_command("train", "999")

@@ -84,12 +84,24 @@ def accelerate_command(run_id: int, time_slice_s: float | None) -> list[str]:
     return cmd
 
 
+def _die_with_parent() -> None:
+    """In the launcher's process before exec (Linux): SIGTERM when the worker process that started it dies, so a
+    killed worker leaves no orphan training on beside the redelivered slice (torchrun passes it to the ranks)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _accelerate(run: TrainingRun, token: str, time_slice_s: float | None) -> SliceOutcome:
     """Start the launcher and relay the JSON lines its main process prints; stop it when the run is cancelled."""
     relay = _relay(run.pk, token)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(accelerate_command(run.pk, time_slice_s), cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
     error = ""
     try:
         for line in proc.stdout:
