@@ -135,3 +135,19 @@ def test_a_bad_lora_file_is_refused_with_a_clear_reason(staff, tiny_models, tmp_
                                                  "upload": SimpleUploadedFile("x.ckpt", b"pickle")})
     assert wrong_type.status_code == 400 and b"a LoRA file is a .safetensors file" in wrong_type.content
     assert not ModelVariant.objects.filter(name="x").exists()
+
+
+def test_the_watch_page_of_a_finished_run_shows_its_curve_result_and_child(staff, tiny_models):
+    parent = register_parent(tiny_models)
+    dataset = voted_dataset()
+    child = ModelVariant.objects.create(name="Tiny eps · DPO run", kind="finetune", parent=parent)
+    run = TrainingRun.objects.create(method="dpo", parent=parent, dataset=dataset, status="done", step=3, max_steps=3,
+                                     metrics=[{"step": s, "loss": 0.7 - s / 10, "lr": 0.001} for s in (1, 2, 3)],
+                                     result={"loss": 0.4, "implicit_acc": 0.75}, result_variant=child,
+                                     output_files={"lora_file": "/x/lora.safetensors"}, config={"max_train_steps": 3})
+    page = staff.get(f"/training/runs/{run.pk}/").content.decode()
+    assert "step <strong id=\"run-step\">3</strong>/3" in page and "loss 0.40000" in page
+    assert f'src="/training/runs/{run.pk}/loss.png?n=3"' in page and 'hx-trigger' not in page  # done: no polling
+    assert f'href="/models/{child.pk}/"' in page and "implicit_acc 0.7500" in page and "Resume" not in page
+    history = staff.get("/training/").content.decode()
+    assert f'href="/training/runs/{run.pk}/"' in history and "Tiny eps · DPO run" in history
