@@ -237,6 +237,25 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {"arena-apply-ratings": {"task": "arena.apply_ratings", "schedule": 30.0}}
 CELERY_TIMEZONE = "UTC"
 
+# --- training ---------------------------------------------------------------------------------------------
+TRAINING_DIR = Path(env_str("ARENA_TRAINING_DIR", str(VAR_DIR / "training")))  # datasets, runs' checkpoints and outputs
+# How a run's `manage.py train RUN_ID` is started: "inprocess" (in the train worker's own process) or "accelerate"
+# (`accelerate launch --num_processes TRAIN_NUM_PROCESSES manage.py train RUN_ID`, see README "Running at scale").
+TRAIN_LAUNCHER = env_choice("TRAIN_LAUNCHER", "inprocess", ("inprocess", "accelerate"))
+TRAIN_NUM_PROCESSES = env_int("TRAIN_NUM_PROCESSES", 1, minimum=1, maximum=1024)
+TRAIN_ACCELERATE_ARGS = env_list("TRAIN_ACCELERATE_ARGS", [])  # more `accelerate launch` flags, comma-separated
+# A run trains in slices of at most this many seconds, saving a checkpoint and re-enqueueing itself, so no message
+# is held longer than the broker's visibility timeout; the task's time limit is the slice plus the grace.
+TRAIN_TIME_SLICE_SECONDS = env_int("TRAIN_TIME_SLICE_SECONDS", 30 * 60, minimum=10)
+TRAIN_SLICE_GRACE_SECONDS = env_int("TRAIN_SLICE_GRACE_SECONDS", 15 * 60, minimum=10)
+if TRAIN_TIME_SLICE_SECONDS + TRAIN_SLICE_GRACE_SECONDS >= CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]:
+    raise ImproperlyConfigured(
+        f"TRAIN_TIME_SLICE_SECONDS + TRAIN_SLICE_GRACE_SECONDS ({TRAIN_TIME_SLICE_SECONDS + TRAIN_SLICE_GRACE_SECONDS}) "
+        f"must be below CELERY_VISIBILITY_TIMEOUT ({CELERY_BROKER_TRANSPORT_OPTIONS['visibility_timeout']}), or Redis "
+        "would hand a running slice to a second worker")
+TRAIN_MIN_DATASET_ROWS = env_int("TRAIN_MIN_DATASET_ROWS", 8, minimum=1)  # usable rows a run needs, per method
+TRAIN_OPEN_CLIP_DIR = env_str("TRAIN_OPEN_CLIP_DIR", str(SCORERS_DIR / "open_clip"))  # reward models' embedder
+
 # --- auth, i18n, static, media ------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
