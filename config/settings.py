@@ -220,10 +220,12 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 60 * 60, minimum=1)
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 60 * 60 + 120, minimum=1)
 # Longer than the longest task, so Redis never redelivers a task that is still running.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 6 * 60 * 60, minimum=60)}
+CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 6 * 60 * 60, minimum=60)
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # kombu's filesystem transport (`manage.py serve`, the embedded default): messages are files under var/queue,
-    # so the web server and a local worker share a real queue with no broker server.
+    # so the web server and a local worker share a real queue with no broker server. (It has no visibility
+    # timeout: a message is taken off the queue when a worker reads it.)
     QUEUE_DIR = Path(env_str("ARENA_QUEUE_DIR", str(VAR_DIR / "queue")))
     for _folder in ("in", "processed", "control"):
         (QUEUE_DIR / _folder).mkdir(parents=True, exist_ok=True)
@@ -248,10 +250,10 @@ TRAIN_ACCELERATE_ARGS = env_list("TRAIN_ACCELERATE_ARGS", [])  # more `accelerat
 # is held longer than the broker's visibility timeout; the task's time limit is the slice plus the grace.
 TRAIN_TIME_SLICE_SECONDS = env_int("TRAIN_TIME_SLICE_SECONDS", 30 * 60, minimum=10)
 TRAIN_SLICE_GRACE_SECONDS = env_int("TRAIN_SLICE_GRACE_SECONDS", 15 * 60, minimum=10)
-if TRAIN_TIME_SLICE_SECONDS + TRAIN_SLICE_GRACE_SECONDS >= CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]:
+if TRAIN_TIME_SLICE_SECONDS + TRAIN_SLICE_GRACE_SECONDS >= CELERY_VISIBILITY_TIMEOUT:
     raise ImproperlyConfigured(
         f"TRAIN_TIME_SLICE_SECONDS + TRAIN_SLICE_GRACE_SECONDS ({TRAIN_TIME_SLICE_SECONDS + TRAIN_SLICE_GRACE_SECONDS}) "
-        f"must be below CELERY_VISIBILITY_TIMEOUT ({CELERY_BROKER_TRANSPORT_OPTIONS['visibility_timeout']}), or Redis "
+        f"must be below CELERY_VISIBILITY_TIMEOUT ({CELERY_VISIBILITY_TIMEOUT}), or Redis "
         "would hand a running slice to a second worker")
 TRAIN_MIN_DATASET_ROWS = env_int("TRAIN_MIN_DATASET_ROWS", 8, minimum=1)  # usable rows a run needs, per method
 TRAIN_OPEN_CLIP_DIR = env_str("TRAIN_OPEN_CLIP_DIR", str(SCORERS_DIR / "open_clip"))  # reward models' embedder
