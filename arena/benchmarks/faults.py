@@ -195,13 +195,41 @@ def _manage() -> list[str]:
     return [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
 
 
-def _site(env: dict, opts: DrillOptions, tmp: Path, fault, scenario: str, extra: dict | None = None) -> dict:
-    """Migrate and seed the drill database, serve it with gunicorn and the ratings consumer, drive the voters while
-    ``fault`` runs, stop everything and check the database: the figures line."""
+@dataclass
+class Prepared:
+    """A drill cluster with a migrated, seeded template database (and the seeded images' media folder): each drill
+    copies the template (``CREATE DATABASE … TEMPLATE``) instead of migrating again."""
+
+    pg: LocalPostgres
+    template: str
+    media: Path
+    count: int = 0
+
+    def database(self) -> str:
+        self.count += 1
+        import psycopg
+
+        name = f"arena_drill_{self.count}"
+        with psycopg.connect(self.pg.url(), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
+        return self.pg.url(name)
+
+
+def prepare(pg: LocalPostgres, media: Path, opts: DrillOptions | None = None) -> Prepared:
+    """Migrate and seed a template database on ``pg`` (images under ``media``)."""
+    opts = opts or DrillOptions()
+    env = {**_base_env(media.parent), "MEDIA_ROOT": str(media), "DATABASE_URL": pg.create_database("arena_template")}
     manage = _manage()
     subprocess.run([*manage, "migrate", "--noinput", "-v0"], env=env, check=True, timeout=300)
     subprocess.run([*manage, "bench_votes", "--seed-only", "--models", str(opts.models), "--prompts",
                     str(opts.prompts)], env=env, check=True, timeout=300)
+    return Prepared(pg=pg, template="arena_template", media=media)
+
+
+def _site(env: dict, opts: DrillOptions, tmp: Path, fault, scenario: str, extra: dict | None = None) -> dict:
+    """Serve the drill database with gunicorn and the ratings consumer, drive the voters while ``fault`` runs, stop
+    everything and check the database: the figures line."""
+    manage = _manage()
     port = free_port()
     log = open(tmp / "gunicorn.log", "wb")
     server = subprocess.Popen(
@@ -262,48 +290,77 @@ def _base_env(tmp: Path) -> dict:
     return env
 
 
-def pg_restart(opts: DrillOptions | None = None) -> dict:
+class _Cluster:
+    """The drill's PostgreSQL: the one ``prepared`` brings, else a new one, prepared here and removed after."""
+
+    def __init__(self, prepared: Prepared | None, tmp: Path, opts: DrillOptions):
+        self.own = prepared is None
+        if prepared is None:
+            pg = LocalPostgres()
+            try:
+                pg.start()
+                prepared = prepare(pg, tmp / "media", opts)
+            except BaseException:
+                pg.close()
+                raise
+        self.prepared = prepared
+
+    def close(self) -> None:
+        if self.own:
+            self.prepared.pg.close()
+
+
+def pg_restart(opts: DrillOptions | None = None, prepared: Prepared | None = None) -> dict:
     """Voters vote while the drill's PostgreSQL is cut off and started again."""
     opts = opts or DrillOptions()
-    with tempfile.TemporaryDirectory(prefix="arena-drill-") as tmpdir, LocalPostgres() as pg:
+    with tempfile.TemporaryDirectory(prefix="arena-drill-") as tmpdir:
         tmp = Path(tmpdir)
-        env = {**_base_env(tmp), "DATABASE_URL": pg.create_database("arena_drill"), "RATELIMIT_ENABLE": "0"}
-        restarted = {}
+        cluster = _Cluster(prepared, tmp, opts)
+        try:
+            pg = cluster.prepared.pg
+            env = {**_base_env(tmp), "DATABASE_URL": cluster.prepared.database(), "RATELIMIT_ENABLE": "0",
+                   "MEDIA_ROOT": str(cluster.prepared.media)}
+            restarted = {}
 
-        def fault(outage: list[float]):
-            time.sleep(opts.fault_at)
-            outage.append(time.monotonic())
-            pg.restart(down_seconds=opts.down_seconds)
-            outage.append(time.monotonic())
-            restarted["pg_down_s"] = round(outage[1] - outage[0], 2)
+            def fault(outage: list[float]):
+                time.sleep(opts.fault_at)
+                outage.append(time.monotonic())
+                pg.restart(down_seconds=opts.down_seconds)
+                outage.append(time.monotonic())
+                restarted["pg_down_s"] = round(outage[1] - outage[0], 2)
 
-        line = _site(env, opts, tmp, fault, "pg-restart")
+            line = _site(env, opts, tmp, fault, "pg-restart")
+        finally:
+            cluster.close()
         line.update(restarted)
         return line
 
 
-def redis_stop(opts: DrillOptions | None = None) -> dict:
+def redis_stop(opts: DrillOptions | None = None, prepared: Prepared | None = None) -> dict:
     """Voters vote while the cache and rate-limit Redis is shut down and started again (empty). The database is a
     PostgreSQL of the drill's own; rate limits are on (with limits no voter here reaches)."""
     opts = opts or DrillOptions()
-    with (tempfile.TemporaryDirectory(prefix="arena-drill-") as tmpdir, LocalPostgres() as pg,
-          LocalRedis() as redis):
+    with tempfile.TemporaryDirectory(prefix="arena-drill-") as tmpdir, LocalRedis() as redis:
         tmp = Path(tmpdir)
-        env = {**_base_env(tmp), "DATABASE_URL": pg.create_database("arena_drill"), "REDIS_URL": redis.url(0),
-               "CELERY_BROKER_URL": "memory://", "RATELIMIT_ENABLE": "1", "RATELIMIT_VOTER": "100000/m",
-               "RATELIMIT_IP": "100000/m"}
-        stopped = {}
+        cluster = _Cluster(prepared, tmp, opts)
+        try:
+            env = {**_base_env(tmp), "DATABASE_URL": cluster.prepared.database(), "REDIS_URL": redis.url(0),
+                   "CELERY_BROKER_URL": "memory://", "RATELIMIT_ENABLE": "1", "RATELIMIT_VOTER": "100000/m",
+                   "RATELIMIT_IP": "100000/m", "MEDIA_ROOT": str(cluster.prepared.media)}
+            stopped = {}
 
-        def fault(outage: list[float]):
-            time.sleep(opts.fault_at)
-            redis.stop()
-            outage.append(time.monotonic())
-            time.sleep(max(opts.down_seconds, opts.seconds / 3))
-            redis.start()
-            outage.append(time.monotonic())
-            stopped["redis_down_s"] = round(outage[1] - outage[0], 2)
+            def fault(outage: list[float]):
+                time.sleep(opts.fault_at)
+                redis.stop()
+                outage.append(time.monotonic())
+                time.sleep(max(opts.down_seconds, opts.seconds / 3))
+                redis.start()
+                outage.append(time.monotonic())
+                stopped["redis_down_s"] = round(outage[1] - outage[0], 2)
 
-        line = _site(env, opts, tmp, fault, "redis-stop")
+            line = _site(env, opts, tmp, fault, "redis-stop")
+        finally:
+            cluster.close()
         line.update(stopped)
         return line
 
