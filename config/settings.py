@@ -219,6 +219,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBIL
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # A safety net under the per-vote trigger (a vote whose trigger was lost while Redis was down is applied here).
 CELERY_BEAT_SCHEDULE = {"arena-apply-ratings": {"task": "arena.apply_ratings", "schedule": 30.0}}
+# Generation tasks whose job was made while the broker was unreachable are sent when it is back, on this period.
+GENERATION_REQUEUE_SECONDS = env_float("GENERATION_REQUEUE_SECONDS", 30.0, minimum=0.5)
+CELERY_BEAT_SCHEDULE["generation-requeue-unsent"] = {
+    "task": "generation.requeue_unsent", "schedule": GENERATION_REQUEUE_SECONDS, "options": {"queue": "default"}}
 CELERY_TIMEZONE = "UTC"
 
 # --- auth, i18n, static, media ------------------------------------------------------------------------------
