@@ -46,7 +46,7 @@ class Tally:
     refused: set[str] = field(default_factory=set)
     abandoned: list[str] = field(default_factory=list)
     refusals: int = 0  # 503 answers to votes
-    refusals_unclear: int = 0  # 503 answers without Retry-After or without the message
+    refusals_unclear: int = 0  # 503 answers (votes or poll pages) without Retry-After or without the message
     poll_refusals: int = 0  # 503 answers to poll pages (the database away)
     exhausted: int = 0  # a voter had seen every image: a new voter took their place
     outage: list[float] = field(default_factory=list)  # [away since, back at] (monotonic)
@@ -120,6 +120,10 @@ async def _voter(client: loadgen.Client, i: int, tally: Tally, *, deadline: floa
                 voter = loadgen.Voter()
                 continue
             tally.poll_refusals += 1  # the database is away
+            message = _message(page)
+            tally.messages.add(message)
+            if not head.get("retry-after") or "try again" not in message.lower():
+                tally.refusals_unclear += 1
             await asyncio.sleep(0.2)
             continue
         if status != 200 or not match:

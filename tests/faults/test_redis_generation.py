@@ -30,7 +30,7 @@ MAKE_JOB = textwrap.dedent("""
         path=sys.argv[1], name="Tiny eps", defaults={"width": 256, "height": 256, "steps": 60, "sampler": "Euler"})
     prompt = Prompt.objects.create(text=sys.argv[2])
     started = time.monotonic()
-    job = services.job_create(variants=[variant], prompts=[prompt], seeds=[7])  # enqueued on commit
+    job = services.job_create(variants=[variant], prompts=[prompt], seeds=[7], steps=int(sys.argv[3]))  # sent on commit
     print(json.dumps({"job": job.pk, "seconds": round(time.monotonic() - started, 2),
                       "errors": list(job.tasks.values_list("error", flat=True))}))
 """)
@@ -64,8 +64,8 @@ def test_generation_resumes_when_redis_comes_back_and_makes_each_image_once(dril
         with psycopg.connect(db_url.replace("postgres://", "postgresql://")) as conn:
             return conn.execute(sql).fetchall()
 
-    def make_job(prompt: str) -> dict:
-        done = subprocess.run([sys.executable, "-c", MAKE_JOB, tiny_models.eps_file, prompt], cwd=ROOT, env=env,
+    def make_job(prompt: str, steps: int) -> dict:
+        done = subprocess.run([sys.executable, "-c", MAKE_JOB, tiny_models.eps_file, prompt, str(steps)], cwd=ROOT, env=env,
                               check=True, timeout=120, capture_output=True, text=True)
         return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -76,12 +76,12 @@ def test_generation_resumes_when_redis_comes_back_and_makes_each_image_once(dril
          "--concurrency", "1", "--prefetch-multiplier", "1", "--without-gossip", "--without-mingle",
          "--without-heartbeat", "-l", "INFO"], cwd=ROOT, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
     try:
-        first = make_job("1girl, solo, smile")
+        first = make_job("1girl, solo, smile", 60)  # long enough to be in flight when Redis stops
         _wait(lambda: query(f"select id from generation_generationtask where job_id={first['job']} and status='running'"),
               120, "the worker to start the first job", log)
         local_redis.stop()  # the broker goes away while the worker generates
         assert query(f"select status from generation_generationtask where job_id={first['job']}") == [("running",)]
-        second = make_job("1girl, solo, from side")
+        second = make_job("1girl, solo, from side", 4)
         assert second["errors"] == [NOT_QUEUED]  # saved, and it says why it waits; no error raised
         assert second["seconds"] < 15
         assert query(f"select status from generation_generationjob where id={second['job']}") == [("pending",)]

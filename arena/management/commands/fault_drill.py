@@ -1,7 +1,7 @@
 """Fault drills: voters (and generation) while a server they depend on goes away; prints one JSON line of figures
 per scenario (votes sent, acknowledged, stored, lost, doubled ...). See arena/benchmarks/faults.py.
 
-    python manage.py fault_drill --scenario pg-restart|redis-stop|disk-full|all
+    python manage.py fault_drill --scenario pg-restart|redis-stop|redis-stop-generation|disk-full|all
 """
 
 from __future__ import annotations
@@ -11,21 +11,23 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-SCENARIOS = ("pg-restart", "redis-stop", "disk-full")
+SCENARIOS = ("pg-restart", "redis-stop", "redis-stop-generation", "disk-full")
 ROOT = Path(__file__).resolve().parents[3]
+SUITE_DRILLS = {"disk-full": "tests/faults/test_disk_full.py",
+                "redis-stop-generation": "tests/faults/test_redis_generation.py"}
 
 
-def _disk_full() -> dict:
-    """The disk-full drill is the suite's test (it needs the generation test stand-ins and a test database): run it
-    and pass its figures line on."""
+def _suite_drill(scenario: str) -> dict:
+    """The disk-full and worker drills are the suite's tests (they need a test database, the generation test
+    stand-ins or the tiny models): run the test and pass its figures line on."""
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider",
-                           "tests/faults/test_disk_full.py"], cwd=ROOT, capture_output=True, text=True, timeout=600)
-    lines = [line for line in done.stdout.splitlines() if line.startswith('{"scenario": "disk-full"')]
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", SUITE_DRILLS[scenario]],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    lines = [line for line in done.stdout.splitlines() if line.startswith(f'{{"scenario": "{scenario}"')]
     if done.returncode or not lines:
-        raise CommandError(f"the disk-full drill failed:\n{done.stdout[-3000:]}{done.stderr[-2000:]}")
+        raise CommandError(f"the {scenario} drill failed:\n{done.stdout[-3000:]}{done.stderr[-2000:]}")
     return json.loads(lines[-1])
 
 
@@ -56,7 +58,7 @@ class Command(BaseCommand):
                 elif scenario == "redis-stop":
                     line = faults.redis_stop(drill)
                 else:
-                    line = _disk_full()
+                    line = _suite_drill(scenario)
             except ServiceMissing as exc:
                 raise CommandError(f"{scenario}: {exc} (scripts/test-services.sh installs them)") from None
             self.stdout.write(json.dumps(line))
