@@ -1,7 +1,8 @@
 """Throwaway PostgreSQL and Redis servers for the fault drills: started from the Debian binaries on a free loopback
 port in a temporary folder, stopped, restarted and removed by the drill itself (never the site's own servers).
 
-PostgreSQL refuses to run as root: as root, the cluster is made and run as the ``postgres`` system user."""
+PostgreSQL refuses to run as root: as root, the cluster is made and run as the ``postgres`` system user. With
+ARENA_DRILL_KEEP_LOGS set, a cluster's server log is copied to the temporary folder when it is removed."""
 
 from __future__ import annotations
 
@@ -99,11 +100,19 @@ class LocalPostgres:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
+    def log_tail(self, chars: int = 3000) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
     def close(self) -> None:
         try:
             if (self.data / "postmaster.pid").exists():
                 self.stop("immediate")
         finally:
+            if os.environ.get("ARENA_DRILL_KEEP_LOGS"):
+                shutil.copy(self.log, Path(tempfile.gettempdir()) / f"arena-pg-{self.port}.log")
             shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> "LocalPostgres":

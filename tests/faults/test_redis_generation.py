@@ -26,6 +26,9 @@ MAKE_JOB = textwrap.dedent("""
     django.setup()
     from generation import services
     from generation.models import ModelVariant, Prompt
+    if sys.argv[4:] == ["--wait"]:  # set up now; make the job when told (the test stops Redis meanwhile)
+        print("ready", flush=True)
+        sys.stdin.readline()
     variant = ModelVariant.objects.filter(name="Tiny eps").first() or services.variant_register(
         path=sys.argv[1], name="Tiny eps", defaults={"width": 256, "height": 256, "steps": 60, "sampler": "Euler"})
     prompt = Prompt.objects.create(text=sys.argv[2])
@@ -65,8 +68,8 @@ def test_generation_resumes_when_redis_comes_back_and_makes_each_image_once(dril
             return conn.execute(sql).fetchall()
 
     def make_job(prompt: str, steps: int) -> dict:
-        done = subprocess.run([sys.executable, "-c", MAKE_JOB, tiny_models.eps_file, prompt, str(steps)], cwd=ROOT, env=env,
-                              check=True, timeout=120, capture_output=True, text=True)
+        done = subprocess.run([sys.executable, "-c", MAKE_JOB, tiny_models.eps_file, prompt, str(steps)], cwd=ROOT,
+                              env=env, check=True, timeout=120, capture_output=True, text=True)
         return json.loads(done.stdout.strip().splitlines()[-1])
 
     log = tmp_path / "worker.log"
@@ -75,17 +78,21 @@ def test_generation_resumes_when_redis_comes_back_and_makes_each_image_once(dril
          "--scheduler", "celery.beat:PersistentScheduler", "-Q", "default,gpu", "--pool", "prefork",
          "--concurrency", "1", "--prefetch-multiplier", "1", "--without-gossip", "--without-mingle",
          "--without-heartbeat", "-l", "INFO"], cwd=ROOT, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+    maker = None
     try:
-        first = make_job("1girl, solo, smile", 60)  # long enough to be in flight when Redis stops
+        maker = subprocess.Popen([sys.executable, "-c", MAKE_JOB, tiny_models.eps_file, "1girl, solo, from side", "4",
+                                  "--wait"], cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        first = make_job("1girl, solo, smile", 16)  # registers the model
+        assert maker.stdout.readline().strip() == "ready"
         _wait(lambda: query(f"select id from generation_generationtask where job_id={first['job']} and status='running'"),
               120, "the worker to start the first job", log)
-        local_redis.stop()  # the broker goes away while the worker generates
+        local_redis.stop()  # the broker goes away while the worker loads the model and generates
         assert query(f"select status from generation_generationtask where job_id={first['job']}") == [("running",)]
-        second = make_job("1girl, solo, from side", 4)
+        out, _ = maker.communicate("go\n", timeout=60)
+        second = json.loads(out.strip().splitlines()[-1])
         assert second["errors"] == [NOT_QUEUED]  # saved, and it says why it waits; no error raised
         assert second["seconds"] < 15
         assert query(f"select status from generation_generationjob where id={second['job']}") == [("pending",)]
-        time.sleep(1.0)
         local_redis.start()  # empty: what was queued in it is gone
         _wait(lambda: query("select count(*) from generation_generationjob where status in ('done', 'failed') "
                             f"and id in ({first['job']}, {second['job']})") == [(2,)], 180,
@@ -110,6 +117,9 @@ def test_generation_resumes_when_redis_comes_back_and_makes_each_image_once(dril
         assert line["acknowledged"] == line["stored"] == 2 and line["lost"] == line["doubled"] == 0
         assert len(files) == 2 * 3
     finally:
+        if maker is not None and maker.poll() is None:
+            maker.kill()
+            maker.wait(timeout=10)
         worker.send_signal(signal.SIGTERM)
         try:
             worker.wait(timeout=30)
