@@ -59,3 +59,24 @@ def test_a_vote_whose_connection_broke_after_commit_is_counted_once_when_sent_ag
     again = client.post(reverse("arena:vote", args=[token]), {"choice": "left"}, **HX)
     assert again.status_code == 200
     assert Vote.objects.count() == 1
+
+
+def test_the_external_ratings_consumer_waits_out_a_database_restart(monkeypatch):
+    """``apply_ratings --follow`` (RATINGS_CONSUMER=external) once died on the first OperationalError, leaving every
+    later vote unapplied until someone restarted it; now it drops the connection and looks again."""
+    from django.core.management import call_command
+
+    calls = []
+
+    def apply_all():
+        calls.append(1)
+        if len(calls) == 1:
+            return 0  # the first pass, before following
+        if len(calls) <= 3:
+            raise OperationalError("terminating connection due to administrator command")
+        raise KeyboardInterrupt  # the operator stops it
+
+    monkeypatch.setattr("arena.management.commands.apply_ratings.ratings_apply_all", apply_all)
+    monkeypatch.setattr("arena.management.commands.apply_ratings.time.sleep", lambda seconds: None)
+    call_command("apply_ratings", "--follow")
+    assert len(calls) == 4  # it went on after both failures
