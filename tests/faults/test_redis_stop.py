@@ -70,3 +70,38 @@ def test_rate_limits_fail_open_while_redis_is_down_and_count_again_when_it_is_ba
         assert client.get(reverse("arena:fixed"), **HX).status_code == 200
         assert client.get(reverse("arena:fixed"), **HX).status_code == 429
         cache.clear()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_frozen_redis_slows_a_vote_by_seconds_not_forever(client, local_redis, settings):
+    """Redis alive but not answering (SIGSTOP, as a hung host or a dropped network): each cache call gives up after
+    REDIS_SOCKET_TIMEOUT and the rate limits fail open, so the voter still gets the poll and the reveal."""
+    import os
+    import signal
+    import time
+
+    from tests.arena.factories import arena_with_images
+    from tests.arena.test_views import _token
+
+    arena_with_images(n_models=3, n_prompts=2)
+    settings.MIN_VOTE_SECONDS = 0.0
+    settings.RATELIMIT_ENABLE = True
+    caches = _redis_cache(local_redis.url(0))
+    caches["default"]["OPTIONS"] = settings.CACHES["default"].get("OPTIONS") or {
+        "socket_connect_timeout": 1.0, "socket_timeout": 1.0}  # the settings' own when REDIS_URL is set
+    with override_settings(CACHES=caches):
+        from django.core.cache import cache
+
+        assert client.get(reverse("arena:fixed"), **HX).status_code == 200  # connected before it freezes
+        os.kill(local_redis.proc.pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            page = client.get(reverse("arena:fixed"), **HX)
+            assert page.status_code == 200
+            vote = client.post(reverse("arena:vote", args=[_token(page.content.decode())]), {"choice": "right"}, **HX)
+            assert vote.status_code == 200
+            assert time.monotonic() - started < 20
+            assert Vote.objects.count() == 1
+        finally:
+            os.kill(local_redis.proc.pid, signal.SIGCONT)
+        cache.clear()
