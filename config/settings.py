@@ -116,8 +116,12 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- cache, sessions, rate limits ---------------------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL", "")
 if REDIS_URL:
+    # A Redis that hangs (frozen, a dropped network) fails each cache call after this many seconds instead of holding
+    # the request: the rate limits then fail open as when it is down (RATELIMIT_FAIL_OPEN).
+    _redis_timeout = env_float("REDIS_SOCKET_TIMEOUT", 1.0, minimum=0.05)
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
-                          "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "arena")}}
+                          "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "arena"),
+                          "OPTIONS": {"socket_connect_timeout": _redis_timeout, "socket_timeout": _redis_timeout}}}
 elif env_str("ARENA_CACHE_DIR", ""):
     # `manage.py serve`: the web server and the worker share a cache on disk (progress, rate limits, boards); a
     # local-memory cache would be one per process.
@@ -237,6 +241,10 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # A safety net under the per-vote trigger (a vote whose trigger was lost while Redis was down is applied here).
 CELERY_BEAT_SCHEDULE = {"arena-apply-ratings": {"task": "arena.apply_ratings", "schedule": 30.0}}
+# Generation tasks whose job was made while the broker was unreachable are sent when it is back, on this period.
+GENERATION_REQUEUE_SECONDS = env_float("GENERATION_REQUEUE_SECONDS", 30.0, minimum=0.5)
+CELERY_BEAT_SCHEDULE["generation-requeue-unsent"] = {
+    "task": "generation.requeue_unsent", "schedule": GENERATION_REQUEUE_SECONDS, "options": {"queue": "default"}}
 CELERY_TIMEZONE = "UTC"
 
 # --- training ---------------------------------------------------------------------------------------------

@@ -64,3 +64,9 @@ def run_tasks(self, task_ids: list[int], batch_size: int | None = None) -> dict:
         raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from None
     return {"claimed": result.claimed, "stored": result.stored, "reused": result.reused, "failed": result.failed,
             "seconds": round(result.seconds, 3)}
+
+
+@shared_task(name="generation.requeue_unsent")
+def requeue_unsent() -> int:
+    """Send the tasks whose job was made while the broker was unreachable (the beat schedule runs this)."""
+    return services.tasks_requeue_unsent()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -22,6 +24,8 @@ def poll_response(view):
 
 
 MODE_URLS = {Mode.FIXED: "arena:fixed", Mode.FREE: "arena:free", Mode.FFA: "arena:ffa"}
+CACHE_DOWN_RETRY_SECONDS = 5  # Retry-After of a request refused because the cache cannot count (fail closed)
+logger = logging.getLogger(__name__)
 
 
 def _voter_rate_key(group, request):
@@ -50,11 +54,26 @@ def rate_limit(request: HttpRequest, group: str) -> None:
     voter_rate, ip_rate = _rates(group)
     checks = [(f"{group}:voter", _voter_rate_key, voter_rate), (f"{group}:ip", _ip_rate_key, ip_rate)]
     for name, key, rate in checks:
-        usage = get_usage(request, group=name, key=key, rate=rate, increment=True)
+        try:
+            usage = get_usage(request, group=name, key=key, rate=rate, increment=True)
+        except Exception as exc:  # noqa: BLE001 - the cache (Redis) is unreachable: django-ratelimit lets it raise
+            usage = _cache_down(name, exc)
         if usage is not None and usage["should_limit"]:
             # time_left is -1 when the cache could not count: wait a whole window then.
             retry_after = usage["time_left"] if usage["time_left"] > 0 else _period_seconds(rate)
             raise RateLimited(f"Too many requests; try again in {retry_after} s.", retry_after=retry_after)
+
+
+def _cache_down(name: str, exc: Exception) -> dict | None:
+    """What a limit does while the cache cannot count: with ``RATELIMIT_FAIL_OPEN`` (the default) the request goes
+    through uncounted, as django-ratelimit does when its cache answers nothing; otherwise it is refused for a few
+    seconds. (django-ratelimit catches only a failed DNS lookup: a refused Redis connection reached the voter as a
+    500.)"""
+    logger.warning("rate limit %s not counted: the cache is unreachable (%s)", name, exc)
+    if settings.RATELIMIT_FAIL_OPEN:
+        return None
+    return {"should_limit": True, "time_left": CACHE_DOWN_RETRY_SECONDS}
+
 
 
 def _period_seconds(rate: str) -> int:

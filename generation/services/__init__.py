@@ -34,6 +34,7 @@ from generation.services.jobs import (
     tasks_cancel,
     tasks_create_live,
     tasks_enqueue,
+    tasks_requeue_unsent,
 )
 from generation.services.loras import (
     PromptLoras,
@@ -92,7 +93,8 @@ __all__ = [
     "parse_lora_argument", "prompt_loras_resolve", "prompt_rows_parse", "prompt_set_import", "prompts_check",
     "prompts_from_text", "sampler_names", "settings_key_for", "size_errors", "task_complete", "task_plan",
     "tasks_cancel", "tasks_claim", "tasks_create_live", "tasks_enqueue", "tasks_fail", "tasks_fail_claimed",
-    "tasks_release", "tasks_run", "variant_check", "variant_hash_refresh", "variant_lora_save",
-    "variant_loras_set", "variant_mark_failing", "variant_mark_healthy", "variant_register", "variant_register_lora", "variant_save",
+    "tasks_release", "tasks_requeue_unsent", "tasks_run", "variant_check", "variant_hash_refresh",
+    "variant_lora_save", "variant_loras_set", "variant_mark_failing", "variant_mark_healthy", "variant_register",
+    "variant_register_lora", "variant_save",
     "variant_spec", "worker_name",
 ]

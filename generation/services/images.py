@@ -92,16 +92,13 @@ def image_store(
         raise ValidationError("the encoded files do not match the image")
     record = Image(variant=variant, prompt=prompt, settings_key=key, seconds=float(seconds), worker=worker[:200],
                    job=job, **settings.as_dict())
-    record.file.save("original.png", ContentFile(encoded.original), save=False)
-    record.voter_file.save("voter.png", ContentFile(encoded.voter), save=False)
-    record.thumb.save("thumb.webp", ContentFile(encoded.thumb), save=False)
+    written = _write_files(record, encoded)
     try:
         with transaction.atomic():
             record.save()
     except Exception as exc:
         # No row, no files: another delivery may have stored this image between our check and our insert.
-        for field_file in (record.file, record.voter_file, record.thumb):
-            field_file.delete(save=False)
+        _delete_names(record, written)
         if not isinstance(exc, IntegrityError):
             raise
         existing = Image.objects.filter(variant=variant, prompt=prompt, settings_key=key).first()
@@ -109,6 +106,44 @@ def image_store(
             raise
         return existing
     return record
+
+
+class ImageWriteError(OSError):
+    """The image's files could not be written (the media storage is full or failing); nothing of them is left."""
+
+
+def _write_files(record: Image, encoded: png.EncodedImage) -> list[str]:
+    """Write the three files under names chosen beforehand, so that a write that fails part-way (disk full) can
+    be removed too: Django's ``FieldFile.save`` names the file only once the storage returns, and
+    ``FileSystemStorage`` leaves what it had written of a failed file on disk. Returns the names written; on any
+    failure, every file of this image is removed and ImageWriteError (one line) is raised."""
+    names: list[str] = []
+    try:
+        for field_file, filename, data in ((record.file, "original.png", encoded.original),
+                                           (record.voter_file, "voter.png", encoded.voter),
+                                           (record.thumb, "thumb.webp", encoded.thumb)):
+            name = field_file.field.generate_filename(record, filename)
+            names.append(name)
+            stored = field_file.storage.save(name, ContentFile(data), max_length=field_file.field.max_length)
+            names[-1] = stored
+            field_file.name = stored
+            setattr(record, field_file.field.attname, stored)
+            field_file._committed = True
+    except Exception as exc:
+        _delete_names(record, names)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ImageWriteError(getattr(exc, "errno", None),
+                              one_line(f"could not write the image files: {reason}", 300)) from exc
+    return names
+
+
+def _delete_names(record: Image, names: list[str]) -> None:
+    storage = record.file.storage
+    for name in names:
+        try:
+            storage.delete(name)
+        except Exception:  # noqa: BLE001 - best effort: the storage is failing already
+            pass
 
 
 def _imported_prompt(record: png.GenerationRecord, prompt_set: PromptSet | None) -> Prompt:

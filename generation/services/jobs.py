@@ -14,6 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerUnavailable
 
 from generation.models import GenerationJob, GenerationTask, Image, ModelVariant, Prompt, PromptSet
 from generation.sampling import AUTOMATIC, MAX_SEED, SamplerSettings, size_errors
@@ -27,6 +28,8 @@ MAX_JOB_TASKS = 20_000
 # Batches per queue message: more overlap of encoding with generation, and a killed worker redoes at most this
 # many batches (only their unfinished images).
 BATCHES_PER_MESSAGE = 4
+# A pending task's note while the broker (Redis) is unreachable; tasks_requeue_unsent sends the tasks that carry it.
+NOT_QUEUED = "not queued yet: the task queue is unreachable; it is sent again once the queue is back"
 
 
 def variant_settings(variant: ModelVariant, **overrides: Any) -> SamplerSettings:
@@ -353,7 +356,9 @@ def tasks_cancel(*, task_ids: Sequence[int], error: str) -> int:
 def tasks_enqueue(*, task_ids: Sequence[int], batch_size: int | None = None) -> int:
     """Send pending tasks to the ``gpu`` queue: grouped by model, settings and the LoRA set the prompt's tags ask
     for (model-major: each pipeline a worker loads serves a whole group), a few batches per message (so a worker
-    encodes one batch while it generates the next). Returns the number of messages."""
+    encodes one batch while it generates the next). Returns the number of messages. When the broker is
+    unreachable nothing is raised (the job is saved): the tasks unsent are marked ``NOT_QUEUED`` and
+    ``tasks_requeue_unsent`` sends them once it is back."""
     from generation.tasks import run_tasks  # generation.tasks imports these services
 
     batch = max(1, int(batch_size or settings.GENERATION_BATCH_SIZE)) * BATCHES_PER_MESSAGE
@@ -365,8 +370,33 @@ def tasks_enqueue(*, task_ids: Sequence[int], batch_size: int | None = None) -> 
     for task_id, text, *group in rows:
         groups.setdefault((*group, lora_set_key(text)), []).append(task_id)
     messages = 0
+    unsent: list[int] = []
     for ids in groups.values():
         for start in range(0, len(ids), batch):
-            run_tasks.apply_async(args=[ids[start:start + batch]])
+            chunk = ids[start:start + batch]
+            if unsent:  # the broker refused a message already: do not wait on it once per message
+                unsent += chunk
+                continue
+            try:
+                run_tasks.apply_async(args=[chunk])
+            except BrokerUnavailable as exc:
+                logger.warning("the task queue is unreachable (%s): tasks %s wait to be sent", exc, chunk)
+                unsent += chunk
+                continue
             messages += 1
+    if unsent:
+        # The job is saved; its tasks say why they wait, and tasks_requeue_unsent (a periodic task) sends them.
+        GenerationTask.objects.filter(id__in=unsent, status=GenerationTask.Status.PENDING).update(error=NOT_QUEUED)
     return messages
+
+
+def tasks_requeue_unsent() -> int:
+    """Send the pending tasks that could not be queued (the broker was down when their job was made); the beat
+    schedule runs this every ``GENERATION_REQUEUE_SECONDS``. Those still refused are marked again. A task sent
+    twice is harmless: only one message claims it. Returns how many were tried."""
+    ids = list(GenerationTask.objects.filter(status=GenerationTask.Status.PENDING, error=NOT_QUEUED)
+               .values_list("id", flat=True))
+    if ids:
+        GenerationTask.objects.filter(id__in=ids, error=NOT_QUEUED).update(error="")
+        tasks_enqueue(task_ids=ids)
+    return len(ids)

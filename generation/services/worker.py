@@ -25,7 +25,7 @@ from generation import images as png
 from generation.models import GenerationJob, GenerationTask, Image, ModelVariant, Prompt
 from generation.pipelines.prompt_syntax import parse_lora_tags
 from generation.pipelines.types import GenerationError
-from generation.services.images import image_encode, image_store
+from generation.services.images import ImageWriteError, image_encode, image_store
 from generation.services.jobs import job_refresh_status
 from generation.services.loras import lora_set_key, prompt_loras_resolve
 from generation.services.registry import variant_mark_failing, variant_mark_healthy
@@ -189,7 +189,12 @@ class _OverlappedStore:
         self.waiting = None
         encoded = future.result()
         for task, picture, files in zip(chunk, pictures, encoded):
-            task_complete(task=task, image=picture, seconds=elapsed / len(chunk), worker=self.worker, encoded=files)
+            try:
+                task_complete(task=task, image=picture, seconds=elapsed / len(chunk), worker=self.worker, encoded=files)
+            except ImageWriteError as exc:  # the media storage is full or failing: nothing of the image was kept
+                logger.warning("task %s: %s", task.pk, exc.strerror)
+                self.result.failed += tasks_fail(task_ids=[task.pk], error=str(exc.strerror))
+                continue
             self.result.stored += 1
         for job_id in {t.job_id for t in chunk if t.job_id}:
             job_refresh_status(job_id=job_id)

@@ -1,10 +1,15 @@
 """Run the ratings consumer: place waiting votes in the log and apply them; ``--follow`` keeps running."""
 
+import logging
 import time
 
 from django.core.management.base import BaseCommand
+from django.db import DatabaseError, connection
 
 from arena.services.ratings import ratings_apply_all
+
+
+logger = logging.getLogger(__name__)
 
 
 class Command(BaseCommand):
@@ -21,7 +26,14 @@ class Command(BaseCommand):
             return
         try:
             while True:
-                if not ratings_apply_all():
-                    time.sleep(interval)
+                try:
+                    if not ratings_apply_all():
+                        time.sleep(interval)
+                except DatabaseError as exc:
+                    # The database went away (a restart, a failover): each batch is one transaction, so nothing
+                    # was half applied; drop the broken connection and look again once it is back.
+                    logger.warning("ratings consumer: database unavailable (%s); retrying", exc)
+                    connection.close()
+                    time.sleep(max(interval, 0.5))
         except KeyboardInterrupt:
             pass
