@@ -165,6 +165,13 @@ def site(settings):
         _free_duel(voter, text="1boy, still generating, rain", ready=False),
     ]
     assert {p.mode for p in open_polls} == {Mode.FIXED, Mode.FFA, Mode.FREE}
+    # A finished training run (its files long gone): its staff pages are walked too.
+    from training.models import PreferenceDataset, TrainingRun
+
+    dataset = PreferenceDataset.objects.create(name="walk votes", path="/nowhere/walk.parquet", sha256="0" * 64, rows=12)
+    TrainingRun.objects.create(method=TrainingRun.Method.DPO, parent=fixed[0], dataset=dataset, config={"max_steps": 4},
+                               status=TrainingRun.Status.DONE, step=4, max_steps=4,
+                               metrics=[{"step": s, "loss": 0.7 - 0.01 * s} for s in range(1, 5)])
     return {
         "fixed": fixed, "live": live, "groups": groups, "showcase": showcase, "staff": admin, "history": history,
         "revealed_duel": revealed_duel, "reused_duel": reused_duel, "character": character, "job": job,
@@ -199,6 +206,8 @@ def _secrets(site) -> Secrets:
 
 
 def _values(site) -> Values:
+    from training.models import PreferenceDataset, TrainingRun
+
     polls = Poll.objects.all()
     images = Image.objects.all()
     media = [f.name for image in images for f in (image.file, image.voter_file, image.thumb) if f]
@@ -214,6 +223,8 @@ def _values(site) -> Values:
         "arena.poll": [str(p.pk) for p in polls],
         "arena.vote": [str(v.pk) for v in Vote.objects.all()],
         "auth.user": [str(u.pk) for u in get_user_model().objects.all()],
+        "training.preferencedataset": [str(d.pk) for d in PreferenceDataset.objects.all()],
+        "training.trainingrun": [str(r.pk) for r in TrainingRun.objects.all()],
     }
     from django.contrib.contenttypes.models import ContentType
 
@@ -225,6 +236,7 @@ def _values(site) -> Values:
             "character_id": [str(site["character"].pk)], "path": media, "id": [str(site["reader"].pk)],
             "scope": ["overall", "fixed", "free", "ffa"], "kind": list(PLOTS), "format": ["json", "api"],
             "content_type_id": [str(ContentType.objects.get_for_model(Image).pk)],
+            "run_id": [str(r.pk) for r in TrainingRun.objects.all()],
         },
         by_view={
             ("arena:leaderboard_export", "fmt"): ["csv", "json", "md"],
