@@ -50,4 +50,6 @@ def aesthetic_kde(request):
 @staff_required
 @require_GET
 def scorer_status_page(request):
-    return render(request, "scoring/status.html", {"scorers": selectors.scorer_status()})
+    return render(request, "scoring/status.html", {"scorers": selectors.scorer_status(),
+                                                   "reward": selectors.reward_judge(),
+                                                   "prescreen": selectors.reward_prescreen()})

@@ -1,0 +1,60 @@
+"""``bench_training --method reward``: tiny-model images voted by the synthetic judge through the real poll and
+vote services, the reward model trained on the counted duels. On a cheap setting its held-out interval is above
+one half and the shuffled-label control's contains one half; every pair has its own seed."""
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from training.benchmarks.reward import VOTER
+
+PAIRS = "20"
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def bench_line(tiny_models, settings):
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    out = StringIO()
+    call_command("bench_training", "--method", "reward", "--seed", "0", "--pairs", PAIRS, "--heldout-fraction", "0.5",
+                 "--tiny-dir", tiny_models.root, "--current-database", stdout=out)
+    (line,) = out.getvalue().strip().splitlines()
+    return json.loads(line)
+
+
+def test_reward_benchmark_learns_the_judge_and_not_shuffled_labels(bench_line):
+    from arena.models import Vote
+    from generation.models import Image
+
+    line = bench_line
+    assert {"pairs", "train_s", "pairs_per_s", "heldout_acc", "heldout_ci_low", "peak_rss_mb"} <= set(line)
+    assert line["pairs"] + line["votes"]["tie"] == sum(line["votes"].values()) == int(PAIRS)
+    assert line["heldout_pairs"] >= 8 and line["heldout_ci_low"] > 0.5, line
+    assert line["control_ci_low"] < 0.5 < line["control_ci_high"], line
+    assert line["train_s"] > 0 and line["pairs_per_s"] > 0 and line["peak_rss_mb"] > 0
+    # the votes went through the vote service and are counted in the log
+    votes = list(Vote.objects.filter(voter_key=VOTER, counted=True, seq__isnull=False))
+    assert len(votes) == int(PAIRS)
+    # distinct seeds: both images of a duel share theirs, no two duels share one
+    seeds = []
+    for v in votes:
+        pair = {i.sampler_settings.seed for i in Image.objects.filter(poll_entries__poll=v.poll)}
+        assert len(pair) == 1
+        seeds += pair
+    assert len(set(seeds)) == int(PAIRS)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--pairs", "5"], "--pairs must be at least 10"),
+    (["--heldout-fraction", "1"], "--heldout-fraction must be between 0 and 1"),
+    (["--image-size", "100"], "--image-size must be a multiple of 64"),
+    (["--open-clip-dir", "/nonexistent/clip"], "no such folder"),
+])
+def test_bad_settings_are_refused_before_anything_runs(tiny_models, args, message):
+    from generation.models import ModelVariant
+
+    with pytest.raises(CommandError, match=message):
+        call_command("bench_training", "--method", "reward", "--tiny-dir", tiny_models.root, "--current-database", *args)
+    assert not ModelVariant.objects.exists()
