@@ -84,7 +84,7 @@ def test_a_registered_reward_model_scores_images_and_its_agreement_shows_on_the_
     row = html[html.index('data-judge="reward"'):]
     row = row[:row.index("</tr>")]
     assert "tiny votes" in row and ">9<" in row and ">12<" in row and "75.0%" in row
-    assert 'data-judge="aesthetic"' in html  # next to the other judges
+    assert 'data-judge="aesthetic"' in html and "learned from votes like these" in html  # next to the other judges
 
     # pre-screen: the scorer page ranks the models by mean reward
     staff = get_user_model().objects.create_user("admin", password="pw", is_staff=True)
