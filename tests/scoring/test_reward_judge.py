@@ -143,3 +143,12 @@ def test_the_pages_say_when_the_reward_judge_is_broken(client, scorers, trained,
     client.force_login(staff)
     page = client.get(reverse("scoring:status")).content.decode()
     assert "broken" in page and "not a readable .safetensors" in page
+
+
+def test_registering_queues_every_image_for_its_score(scorers, trained, warm_and_cold,
+                                                      django_capture_on_commit_callbacks):
+    from generation.scoring.models import ImageScore
+
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("register_reward_judge", trained.model_file, "--name", "queued")
+    assert ImageScore.objects.filter(kind=REWARD).count() == 24  # eager tasks: scored at once
