@@ -331,7 +331,8 @@ def reward_judge_register(*, path: str | Path, name: str = "", score_existing: b
     tmp = folder / f".{REWARD_FILE}.{os.getpid()}.tmp"
     shutil.copyfile(source, tmp)
     os.replace(tmp, folder / REWARD_FILE)
-    info = {"name": (name or "").strip()[:100] or source.parent.name or source.stem, "source": str(source.resolve()),
+    default_name = f"dataset {meta['dataset_sha256'][:12]}" if meta.get("dataset_sha256") else source.stem
+    info = {"name": (name or "").strip()[:100] or default_name, "source": str(source.resolve()),
             "registered_at": timezone.now().isoformat(timespec="seconds"),
             "dataset_sha256": meta.get("dataset_sha256", ""), "vote_log_hash": meta.get("vote_log_hash", "")}
     tmp = folder / f".{REWARD_INFO}.{os.getpid()}.tmp"

@@ -150,5 +150,9 @@ def test_registering_queues_every_image_for_its_score(scorers, trained, warm_and
     from generation.scoring.models import ImageScore
 
     with django_capture_on_commit_callbacks(execute=True):
-        call_command("register_reward_judge", trained.model_file, "--name", "queued")
+        call_command("register_reward_judge", trained.model_file)
     assert ImageScore.objects.filter(kind=REWARD).count() == 24  # eager tasks: scored at once
+    from generation.scoring.selectors import reward_judge
+    from training.trainers.kohya import read_metadata
+
+    assert reward_judge()["name"] == "dataset " + read_metadata(trained.model_file)["dataset_sha256"][:12]

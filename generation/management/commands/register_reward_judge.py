@@ -19,7 +19,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("path", help="the reward_model.safetensors a reward training run wrote")
-        parser.add_argument("--name", default="", help="how the stats page names it (default: its folder's name)")
+        parser.add_argument("--name", default="", help="how the stats page names it (default: the first digits of its dataset's sha256)")
         parser.add_argument("--no-score", action="store_true", help="do not queue the images for its score")
 
     def handle(self, *args, **options):
