@@ -64,9 +64,11 @@ def _reward_benchmark(options, tiny):
     with tempfile.TemporaryDirectory(prefix="bench-reward-clip-") as tmp:
         clip = options["open_clip_dir"]
         if not clip:
+            from io import StringIO
+
             from django.core.management import call_command
 
-            call_command("make_tiny_scorers", tmp, stdout=open(os.devnull, "w"))
+            call_command("make_tiny_scorers", tmp, stdout=StringIO())
             clip = str(Path(tmp) / "open_clip")
         return reward.run(tiny=tiny, open_clip_dir=clip, pairs=options["pairs"], seed=options["seed"],
                           size=options["image_size"], heldout_fraction=options["heldout_fraction"],
@@ -82,7 +84,10 @@ def _in_throwaway_database(argv: list[str]) -> dict:
                "CELERY_BROKER_URL": "memory://", "CELERY_TASK_ALWAYS_EAGER": "1", "ARENA_VAR_DIR": str(Path(tmp) / "var"),
                "MEDIA_ROOT": str(Path(tmp) / "media"), "ARENA_SCORERS_DIR": str(Path(tmp) / "no-scorers"),
                "RATELIMIT_ENABLE": "0", "VOTER_DAILY_CAP": "0"}
-        subprocess.run([*manage, "migrate", "--noinput", "-v0"], env=env, check=True)
+        migrated = subprocess.run([*manage, "migrate", "--noinput", "-v0"], env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True)
+        if migrated.returncode:
+            raise CommandError(f"cannot migrate the throwaway database: {migrated.stdout[-2000:]}")
         done = subprocess.run([*manage, "bench_training", *argv, "--current-database"], env=env,
                               stdout=subprocess.PIPE, text=True)
         lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
