@@ -21,14 +21,23 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[gpu,dev]"
 	@touch $(STAMP)
 
-demo: install
-	$(PY) manage.py migrate --noinput
-	$(PY) manage.py collectstatic --noinput --verbosity 0
-	$(PY) manage.py seed_demo
+# Progress bars and library warnings off (ARENA_VERBOSE=1 keeps them); the seeding's log is var/log/seed.log.
+QUIET := TQDM_DISABLE=1 HF_HUB_DISABLE_PROGRESS_BARS=1 DIFFUSERS_VERBOSITY=error TRANSFORMERS_VERBOSITY=error PYTHONWARNINGS=ignore
 
+demo: install
+	@$(PY) manage.py migrate --noinput --verbosity 0
+	@$(PY) manage.py collectstatic --noinput --verbosity 0
+	@mkdir -p var/log
+	@echo "Seeding the demo (tiny models, prompts, images; kept for the next run; log: var/log/seed.log)"
+	@if [ "$(ARENA_VERBOSE)" = "1" ]; then $(PY) manage.py seed_demo; else \
+	  $(QUIET) $(PY) manage.py seed_demo > var/log/seed.log 2>&1 & pid=$$!; trap 'kill $$pid 2>/dev/null; exit 130' INT TERM; \
+	  start=$$(date +%s); while kill -0 $$pid 2>/dev/null; do printf '\r  %s s' $$(( $$(date +%s) - start )); sleep 1; done; \
+	  wait $$pid || { echo; tail -n 40 var/log/seed.log; exit 1; }; printf '\r  seeded in %s s\n' $$(( $$(date +%s) - start )); fi
+
+# The web server and a Celery worker together (a filesystem queue under var/queue, a cache under var/cache);
+# one Ctrl-C stops both. HOST and PORT choose where it listens.
 run: demo
-	@echo "Serving on http://$(HOST):$(PORT)/  (Ctrl-C stops)"
-	$(PY) manage.py runserver $(HOST):$(PORT)
+	@HOST=$(HOST) PORT=$(PORT) $(PY) manage.py serve --host $(HOST) --port $(PORT)
 
 test-services:
 	bash scripts/test-services.sh

@@ -67,6 +67,7 @@ class PollEntry(models.Model):
 
     class Meta:
         ordering = ["poll_id", "position"]
+        verbose_name_plural = "poll entries"
         constraints = [
             models.UniqueConstraint(fields=["poll", "position"], name="entry_unique_position"),
             models.UniqueConstraint(fields=["poll", "variant"], name="entry_unique_variant"),

@@ -118,6 +118,11 @@ REDIS_URL = env_str("REDIS_URL", "")
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
                           "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "arena")}}
+elif env_str("ARENA_CACHE_DIR", ""):
+    # `manage.py serve`: the web server and the worker share a cache on disk (progress, rate limits, boards); a
+    # local-memory cache would be one per process.
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+                          "LOCATION": env_str("ARENA_CACHE_DIR", ""), "OPTIONS": {"MAX_ENTRIES": 5000}}}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "arena"}}
 # Voters are identified by a random token kept in a signed cookie: no server-side session row per voter,
@@ -216,10 +221,40 @@ CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 60 * 60, mi
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 60 * 60 + 120, minimum=1)
 # Longer than the longest task, so Redis never redelivers a task that is still running.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 6 * 60 * 60, minimum=60)}
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    # kombu's filesystem transport (`manage.py serve`, the embedded default): messages are files under var/queue,
+    # so the web server and a local worker share a real queue with no broker server.
+    QUEUE_DIR = Path(env_str("ARENA_QUEUE_DIR", str(VAR_DIR / "queue")))
+    for _folder in ("in", "processed", "control"):
+        (QUEUE_DIR / _folder).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(QUEUE_DIR / "in"), "data_folder_out": str(QUEUE_DIR / "in"),
+        "processed_folder": str(QUEUE_DIR / "processed"), "control_folder": str(QUEUE_DIR / "control"),
+        "store_processed": False, "polling_interval": env_float("CELERY_POLLING_INTERVAL", 0.25, minimum=0.01),
+    }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # A safety net under the per-vote trigger (a vote whose trigger was lost while Redis was down is applied here).
 CELERY_BEAT_SCHEDULE = {"arena-apply-ratings": {"task": "arena.apply_ratings", "schedule": 30.0}}
 CELERY_TIMEZONE = "UTC"
+
+# --- training ---------------------------------------------------------------------------------------------
+TRAINING_DIR = Path(env_str("ARENA_TRAINING_DIR", str(VAR_DIR / "training")))  # datasets, runs' checkpoints and outputs
+# How a run's `manage.py train RUN_ID` is started: "inprocess" (in the train worker's own process) or "accelerate"
+# (`accelerate launch --num_processes TRAIN_NUM_PROCESSES manage.py train RUN_ID`, see README "Running at scale").
+TRAIN_LAUNCHER = env_choice("TRAIN_LAUNCHER", "inprocess", ("inprocess", "accelerate"))
+TRAIN_NUM_PROCESSES = env_int("TRAIN_NUM_PROCESSES", 1, minimum=1, maximum=1024)
+TRAIN_ACCELERATE_ARGS = env_list("TRAIN_ACCELERATE_ARGS", [])  # more `accelerate launch` flags, comma-separated
+# A run trains in slices of at most this many seconds, saving a checkpoint and re-enqueueing itself, so no message
+# is held longer than the broker's visibility timeout; the task's time limit is the slice plus the grace.
+TRAIN_TIME_SLICE_SECONDS = env_int("TRAIN_TIME_SLICE_SECONDS", 30 * 60, minimum=10)
+TRAIN_SLICE_GRACE_SECONDS = env_int("TRAIN_SLICE_GRACE_SECONDS", 15 * 60, minimum=10)
+if TRAIN_TIME_SLICE_SECONDS + TRAIN_SLICE_GRACE_SECONDS >= CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]:
+    raise ImproperlyConfigured(
+        f"TRAIN_TIME_SLICE_SECONDS + TRAIN_SLICE_GRACE_SECONDS ({TRAIN_TIME_SLICE_SECONDS + TRAIN_SLICE_GRACE_SECONDS}) "
+        f"must be below CELERY_VISIBILITY_TIMEOUT ({CELERY_BROKER_TRANSPORT_OPTIONS['visibility_timeout']}), or Redis "
+        "would hand a running slice to a second worker")
+TRAIN_MIN_DATASET_ROWS = env_int("TRAIN_MIN_DATASET_ROWS", 8, minimum=1)  # usable rows a run needs, per method
+TRAIN_OPEN_CLIP_DIR = env_str("TRAIN_OPEN_CLIP_DIR", str(SCORERS_DIR / "open_clip"))  # reward models' embedder
 
 # --- auth, i18n, static, media ------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -267,4 +302,6 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))},
+    # A task's "succeeded in 0.2s: {...}" line is the worker's business, not the console's (LOG_LEVEL=DEBUG shows it).
+    "loggers": {"celery.app.trace": {"level": env_choice("CELERY_TRACE_LOG_LEVEL", "WARNING", ("DEBUG", "INFO", "WARNING", "ERROR"))}},
 }

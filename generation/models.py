@@ -101,6 +101,8 @@ class ModelVariant(HiresFields):
     model_hash = models.CharField(max_length=10, blank=True,
                                   help_text="A1111's short hash (sha256 of the file, 10 hex digits); a diffusers folder has none")
     matchmaking_weight = models.FloatField(default=1.0)
+    # A fine-tune's card (training method, dataset hash, steps, metrics), shown on its model page.
+    card = models.JSONField(default=dict, blank=True, help_text="how a fine-tune was made (set by its registration)")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

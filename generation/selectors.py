@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from django.db.models import Avg, Count, QuerySet
+from django.db.models import Avg, Count, Max, Min, QuerySet
 
 from generation.models import GenerationJob, GenerationTask, Image, ModelVariant, Prompt, PromptSet
 
@@ -118,6 +118,15 @@ def job_progress(*, job: GenerationJob) -> JobProgress:
     if progress.pending + progress.running == 0:
         progress.eta_seconds = 0.0
     return progress
+
+
+def job_last_progress_at(*, job: GenerationJob):
+    """When the job last moved: its latest finished image, else when its first task started (None before that).
+    The job page counts the ETA down from there, so it falls between two images instead of standing still."""
+    latest = job.tasks.filter(finished_at__isnull=False).aggregate(m=Max("finished_at"))["m"]
+    if latest is not None:
+        return latest
+    return job.tasks.filter(started_at__isnull=False).aggregate(m=Min("started_at"))["m"]
 
 
 def jobs_recent(*, limit: int = 50) -> QuerySet[GenerationJob]:

@@ -10,6 +10,7 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from generation import selectors, services
@@ -46,9 +47,20 @@ def jobs(request: HttpRequest) -> HttpResponse:
     return render(request, template, context, status=status)
 
 
+def _eta_left(job: GenerationJob, progress) -> float | None:
+    """The ETA less the time since the job last moved, so it counts down between images."""
+    if progress.eta_seconds is None or not progress.active:
+        return progress.eta_seconds
+    moved = selectors.job_last_progress_at(job=job)
+    since = (timezone.now() - moved).total_seconds() if moved else 0.0
+    return max(0.0, progress.eta_seconds - max(0.0, since))
+
+
 def _job_context(job: GenerationJob) -> dict:
     progress = selectors.job_progress(job=job)
+    eta = _eta_left(job, progress)
     return {"job": job, "progress": progress, "polling": progress.active, "poll_seconds": POLL_SECONDS,
+            "eta_left": None if eta is None else int(round(eta)),
             "failures": selectors.job_failures(job=job), "images": selectors.job_images(job=job, limit=24),
             "settings_words": selectors.job_settings_words(job=job)}
 

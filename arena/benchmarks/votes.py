@@ -219,6 +219,7 @@ def run_bench(opts: Options) -> dict:
                 _wait_for(port, server)
                 meters = {
                     "server": _Meter(lambda: [server.pid, *_children(server.pid), consumer.pid]),
+                    "consumer": _Meter(lambda: [consumer.pid]),  # also inside "server": its share of it
                     "database": _Meter(lambda: _postgres_pids(db_name) if db_name else []),
                 }
                 started = time.monotonic()
@@ -254,6 +255,7 @@ def _line(opts: Options, result: dict, checked: dict, cpu: dict, elapsed: float)
         "cpu_ms_per_cycle": {"server": round(1000 * cpu["server"] / cycles, 2),
                              "database": round(1000 * cpu["database"] / cycles, 2),
                              "generator": round(1000 * result["cpu_s"] / cycles, 2)},
+        "consumer_cpu_ms_per_cycle": round(1000 * cpu["consumer"] / cycles, 2),  # the consumer's part of "server"
         "cycles": result["cycles"],
         "errors": result["errors"],
         "voters_out_of_images": result["exhausted"],

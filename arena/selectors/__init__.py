@@ -3,8 +3,10 @@
 fingerprints, counts)."""
 
 from arena.selectors.models import (
+    FamilyNode,
     OpponentRecord,
     automatic_scores,
+    family_tree,
     model_images,
     model_ratings,
     model_record,
@@ -30,7 +32,7 @@ from arena.selectors.votelog import (
 )
 
 __all__ = [
-    "OpponentRecord", "VoteLog", "automatic_scores", "free_prompt_from_pool", "free_prompt_pool", "log_fingerprint",
+    "FamilyNode", "OpponentRecord", "VoteLog", "automatic_scores", "family_tree", "free_prompt_from_pool", "free_prompt_pool", "log_fingerprint",
     "matchmaking_candidates", "model_images", "model_ratings", "model_record", "poll_with_entries",
     "ratings_by_scope", "record_from_row", "records_fingerprint", "revealed_images", "scope_choices", "vote_counts",
     "vote_log", "vote_records", "votes_per_day",

@@ -3,7 +3,7 @@ judges' scores shown beside the human ratings."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.db.models import Exists, OuterRef
 
@@ -88,3 +88,27 @@ def automatic_scores() -> dict[int, dict]:
     return out
 
 
+@dataclass
+class FamilyNode:
+    variant: ModelVariant
+    elo: float
+    votes: int
+    children: list = field(default_factory=list)
+
+
+def family_tree(variant: ModelVariant, *, depth: int = 4) -> FamilyNode:
+    """``variant``'s oldest ancestor and every descendant (``depth`` generations), each with its overall rating."""
+    root = variant
+    seen = {root.pk}
+    while root.parent_id and root.parent_id not in seen:
+        root = ModelVariant.objects.get(pk=root.parent_id)
+        seen.add(root.pk)
+
+    def node(v: ModelVariant, level: int) -> FamilyNode:
+        rating = model_ratings(v.pk)[Scope.OVERALL]
+        out = FamilyNode(v, rating.elo, rating.votes)
+        if level < depth:
+            out.children = [node(c, level + 1) for c in v.children.order_by("created_at", "id")]
+        return out
+
+    return node(root, 0)

@@ -99,10 +99,11 @@ def leaderboard(request: HttpRequest) -> HttpResponse:
         "rows": sorted_rows(rows, sort, reverse),
         "sort": sort,
         "reverse": reverse,
+        "sort_ascending": (sort in _ASCENDING) != reverse,
         "columns": COLUMNS,
         "scopes": selectors.scope_choices(),
     }
-    template = "arena/_leaderboard_table.html" if request.htmx else "arena/leaderboard.html"
+    template = "arena/_board.html" if request.htmx else "arena/leaderboard.html"
     return render(request, template, context)
 
 

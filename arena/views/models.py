@@ -22,6 +22,7 @@ def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "record": selectors.model_record(pk),
         "images": selectors.model_images(pk, viewer=request.user),
         "scopes": selectors.scope_choices(),
+        "family": selectors.family_tree(variant) if variant.parent_id or variant.children.exists() else None,
     }
     return render(request, "arena/model.html", context)
 

@@ -8,18 +8,20 @@ from django.core.files.storage import default_storage
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from arena import inputs, pollgroups, polltickets, selectors, services
 from arena.polltickets import PollTicket
 from arena.services.polls import IssuedPoll
-from arena.errors import ArenaError, PollForbidden, PollNotFound, PromptRejected
+from arena.errors import ArenaError, InvalidChoice, PollForbidden, PollNotFound, PromptRejected
 from arena.models import Mode, Poll, Vote
+from generation.models import GenerationTask
 from arena.views.common import MODE_URLS, error_response, poll_response, rate_limit
 from arena.voters import client_ip_hash, voter_key
 
 
-def _poll_page(request: HttpRequest, mode: str, poll, extra: dict | None = None) -> HttpResponse:
+def _poll_page(request: HttpRequest, mode: str, poll, extra: dict | None = None, status: int = 200) -> HttpResponse:
     """A poll's page: an issued ticket (entries in memory) or a free-prompt duel's row."""
     if poll is None:
         entries = []
@@ -28,9 +30,22 @@ def _poll_page(request: HttpRequest, mode: str, poll, extra: dict | None = None)
     else:
         entries = list(poll.entries.select_related("image"))
     context = {"poll": poll, "mode": mode, "entries": entries, **(extra or {})}
+    if isinstance(poll, Poll) and poll.status == Poll.Status.GENERATING:
+        context["generating"] = _generating(poll, entries)
     context.update(_poll_flags(mode))
+    picks = context.get("picks") or {}
+    context["rank_rows"] = [(entry, picks.get(entry.position, "")) for entry in entries]
     template = "arena/_poll.html" if request.htmx else "arena/poll_page.html"
-    return render(request, template, context)
+    return render(request, template, context, status=status)
+
+
+def _generating(poll: Poll, entries: list) -> dict:
+    """What the progress of a free-prompt duel shows: images made so far, seconds since the voter asked."""
+    tasks = [e.task for e in poll.entries.select_related("task")]
+    done = sum(1 for t in tasks if t is not None and t.status == GenerationTask.Status.DONE)
+    started = sum(1 for t in tasks if t is not None and t.status != GenerationTask.Status.PENDING)
+    return {"total": len(tasks), "done": done, "queued": started == 0,
+            "elapsed": max(0, int((timezone.now() - poll.created_at).total_seconds()))}
 
 
 def _poll_flags(mode: str) -> dict:
@@ -165,9 +180,35 @@ def poll_vote(request: HttpRequest, token: str) -> HttpResponse:
             poll_token=str(token), voter_key=voter_key(request), ip_hash=client_ip_hash(request),
             choice=vote.choice, best=vote.best, ranking=vote.ranking,
         )
+    except InvalidChoice as exc:
+        # A refused pick (a ranking with a missing or repeated place) keeps the poll and the picks, with the reason.
+        return _poll_again(request, token, exc) or error_response(request, exc)
     except ArenaError as exc:
         return error_response(request, exc)
     return _reveal(request, result.poll, result.vote, result.entries, replayed=result.replayed, token=token)
+
+
+def _poll_again(request: HttpRequest, token: str, exc: ArenaError) -> HttpResponse | None:
+    """The open poll of ``token`` again with ``exc``'s message and the places the voter had picked; None when
+    the poll is not open any more (then the plain error page answers)."""
+    try:
+        if polltickets.is_uuid(token):
+            poll = services.poll_refresh(poll=_voter_poll(request, token))
+            if poll.status != Poll.Status.READY:
+                return None
+        else:
+            ticket = _voter_ticket(request, token)
+            if selectors.poll_with_entries(ticket.nonce) is not None:
+                return None  # voted already
+            poll = services.issued_poll(ticket, token)
+    except ArenaError:
+        return None
+    picks = {}
+    for position in range(len(poll.entries) if isinstance(poll, IssuedPoll) else poll.entries.count()):
+        value = request.POST.get(f"place_{position}", "")
+        if value in {"1", "2", "3", "4"}:
+            picks[position] = value
+    return _poll_page(request, poll.mode, poll, {"vote_error": exc.message, "picks": picks}, status=exc.status)
 
 
 @poll_response
@@ -190,6 +231,20 @@ def poll_reveal(request: HttpRequest, token: str) -> HttpResponse:
     return _reveal(request, poll, vote, entries, replayed=False, token=token)
 
 
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+def _place_words(vote: Vote, rank: int) -> str:
+    """The place the voter gave this image, in words."""
+    ranks = list(vote.ranks)
+    if vote.choice == Vote.Choice.RANKING or getattr(vote, "full_ranking", False):
+        return f"you placed it {_ordinal(rank + 1)}"
+    if len(set(ranks)) == 1:
+        return "both bad" if vote.choice == "bothbad" else "a tie"
+    return "your pick" if rank == min(ranks) else ""
+
+
 def _reveal(request: HttpRequest, poll: Poll, vote: Vote, entries: list, *, replayed: bool, token: str | None = None) -> HttpResponse:
     """The models' names with the places the voter gave and the rating change (once the consumer applied it).
     Images keep the URLs the poll showed them under (``token``), so the browser has them already."""
@@ -197,10 +252,13 @@ def _reveal(request: HttpRequest, poll: Poll, vote: Vote, entries: list, *, repl
     revealed = []
     for entry, rank in zip(entries, vote.ranks):
         change = changes.get(str(entry.variant_id))
+        delta = (change["elo"][1] - change["elo"][0]) if change else None
         revealed.append(
             {
                 "entry": entry,
                 "rank": rank,
+                "place": _place_words(vote, rank),
+                "trend": None if delta is None else ("up" if delta >= 0.005 else "down" if delta <= -0.005 else "zero"),
                 "winner": rank == min(vote.ranks) and len(set(vote.ranks)) > 1,
                 "elo_before": change["elo"][0] if change else None,
                 "elo_after": change["elo"][1] if change else None,
@@ -209,7 +267,7 @@ def _reveal(request: HttpRequest, poll: Poll, vote: Vote, entries: list, *, repl
                 "sigma_after": change["sigma"][1] if change else None,
             }
         )
-    context = {"poll": poll, "vote": vote, "revealed": revealed, "replayed": replayed, "image_token": token or str(poll.token),
+    context = {"poll": poll, "mode": poll.mode, "vote": vote, "revealed": revealed, "replayed": replayed, "image_token": token or str(poll.token),
                "ratings_pending": vote.counted and not vote.excluded and vote.seq is None, **_poll_flags(poll.mode)}
     template = "arena/_reveal.html" if request.htmx else "arena/reveal_page.html"
     return render(request, template, context)

@@ -8,4 +8,5 @@ urlpatterns = [
     path("characters/<int:character_id>/", views.character_detail, name="character"),
     path("aesthetic-kde.png", views.aesthetic_kde, name="aesthetic_kde"),
     path("status/", views.scorer_status_page, name="status"),
+    path("status/score/", views.scorer_enqueue, name="enqueue"),
 ]

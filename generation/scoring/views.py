@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from django.contrib import messages
 from django.http import Http404, HttpResponse
-from django.shortcuts import get_object_or_404, render
-from django.views.decorators.http import require_GET
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
 
-from generation.models import Character
+from generation.models import Character, Image
 from generation.permissions import staff_required
 from generation.scoring import selectors
 from generation.scoring.files import CCIP, scorer_state
@@ -50,6 +51,29 @@ def aesthetic_kde(request):
 @staff_required
 @require_GET
 def scorer_status_page(request):
-    return render(request, "scoring/status.html", {"scorers": selectors.scorer_status(),
-                                                   "reward": selectors.reward_judge(),
-                                                   "prescreen": selectors.reward_prescreen()})
+    scorers = selectors.scorer_status()
+    images = Image.objects.count()
+    states = {"installed": "installed, ready", "missing": "not installed", "broken": "installed but broken"}
+    for row in scorers:
+        row["state_words"] = states.get(row["state"], row["state"])
+        share = f" ({100 * row['scored'] / images:.0f}%)" if images else ""
+        row["scored_words"] = f"{row['scored']:,} of {images:,} images{share}"
+    return render(request, "scoring/status.html", {
+        "scorers": scorers, "images": images, "any_installed": any(r["installed"] for r in scorers),
+        "reward": selectors.reward_judge(), "prescreen": selectors.reward_prescreen()})
+
+
+@staff_required
+@require_POST
+def scorer_enqueue(request):
+    """Queue the scoring of every image on the ``gpu`` queue; the workers compute only the scores missing for the
+    current scorer files (what ``score_images --missing-only`` does)."""
+    from generation.scoring.services import scores_enqueue_for_images
+
+    if not any(r["installed"] for r in selectors.scorer_status()):
+        messages.error(request, "No scorer is installed: put the scorer files in the scorer folder first.")
+        return redirect("scoring:status")
+    ids = list(Image.objects.values_list("id", flat=True))
+    scores_enqueue_for_images(ids)
+    messages.success(request, f"Queued {len(ids):,} images for scoring; only missing scores are computed.")
+    return redirect("scoring:status")

@@ -28,6 +28,7 @@ from generation.services.images import image_encode, image_import, image_paramet
 from generation.services.jobs import (
     job_cancel,
     job_create,
+    job_create_matching,
     job_refresh_status,
     job_retry_failed,
     tasks_cancel,
@@ -61,6 +62,7 @@ from generation.services.registry import (
     variant_mark_failing,
     variant_mark_healthy,
     variant_register,
+    variant_register_lora,
     variant_save,
 )
 from generation.services.worker import (
@@ -85,12 +87,12 @@ __all__ = [
     "MAX_SEED", "MAX_SIDE", "MAX_STEPS", "MAX_TASK_ATTEMPTS", "MIN_SIDE",
     "CheckpointCheck", "PromptLoras", "RunResult", "SamplerSettings", "TaskPlan", "TransientGenerationFault",
     "character_reference_add", "character_save", "checkpoint_check", "generation_device", "generation_request",
-    "image_encode", "image_import", "image_parameters", "image_store", "job_cancel", "job_create",
+    "image_encode", "image_import", "image_parameters", "image_store", "job_cancel", "job_create", "job_create_matching",
     "job_refresh_status", "job_retry_failed", "lora_check", "lora_check_row", "lora_register", "lora_save",
     "parse_lora_argument", "prompt_loras_resolve", "prompt_rows_parse", "prompt_set_import", "prompts_check",
     "prompts_from_text", "sampler_names", "settings_key_for", "size_errors", "task_complete", "task_plan",
     "tasks_cancel", "tasks_claim", "tasks_create_live", "tasks_enqueue", "tasks_fail", "tasks_fail_claimed",
     "tasks_release", "tasks_run", "variant_check", "variant_hash_refresh", "variant_lora_save",
-    "variant_loras_set", "variant_mark_failing", "variant_mark_healthy", "variant_register", "variant_save",
+    "variant_loras_set", "variant_mark_failing", "variant_mark_healthy", "variant_register", "variant_register_lora", "variant_save",
     "variant_spec", "worker_name",
 ]

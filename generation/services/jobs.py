@@ -198,6 +198,47 @@ def job_create(
     return job
 
 
+def job_create_matching(*, variant: ModelVariant, like: ModelVariant, name: str = "",
+                        created_by: Any = None) -> GenerationJob | None:
+    """Render ``variant`` on every fixed-set prompt ``like`` has images of, each with exactly the settings (seed
+    and all) of ``like``'s image, so the two meet in fixed-prompt duels (a new fine-tune against its parent).
+    None when ``like`` has no such images. The tasks go to the ``gpu`` queue once the transaction commits."""
+    if variant_errors := _variant_errors([variant]):
+        raise ValidationError({"variants": variant_errors})
+    images = list(Image.objects.filter(variant=like, prompt__source=Prompt.Source.FIXED, prompt__prompt_set__isnull=False)
+                  .select_related("prompt").order_by("prompt_id", "settings_key", "id"))
+    if not images:
+        return None
+    if prompt_errors := prompts_check(prompts=sorted({(i.prompt.text, i.negative_prompt) for i in images})):
+        raise ValidationError({"prompts": prompt_errors})
+    cells: dict[tuple[int, str], GenerationTask] = {}
+    for image in images:
+        task = _task_for(job=None, variant=variant, prompt=image.prompt, settings=SamplerSettings.of(image))
+        cells.setdefault((image.prompt_id, task.settings_key), task)
+    sets = sorted({i.prompt.prompt_set_id for i in images})
+    with transaction.atomic():
+        job = GenerationJob.objects.create(
+            name=(name or f"{variant.name}: {like.name}'s fixed prompts")[:200],
+            created_by=created_by if getattr(created_by, "pk", None) else None,
+            prompt_set_id=sets[0] if len(sets) == 1 else None,
+            settings={"variants": [variant.pk], "matching": like.pk, "prompt_sets": sets},
+        )
+        tasks = list(cells.values())
+        for task in tasks:
+            task.job = job
+        existing = set(Image.objects.filter(variant=variant, prompt_id__in={t.prompt_id for t in tasks})
+                       .values_list("prompt_id", "settings_key"))
+        fresh = [t for t in tasks if (t.prompt_id, t.settings_key) not in existing]
+        GenerationTask.objects.bulk_create(fresh, batch_size=500)
+        job.settings["skipped_existing"] = len(tasks) - len(fresh)
+        if not fresh:
+            job.status, job.finished_at = GenerationJob.Status.DONE, timezone.now()
+        job.save(update_fields=["settings", "status", "finished_at"])
+        task_ids = list(job.tasks.order_by("id").values_list("id", flat=True))
+        transaction.on_commit(lambda: tasks_enqueue(task_ids=task_ids))
+    return job
+
+
 def job_cancel(*, job: GenerationJob) -> int:
     """Cancel what has not started; a batch already on a GPU finishes. Returns the number of tasks cancelled."""
     with transaction.atomic():

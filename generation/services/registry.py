@@ -257,3 +257,44 @@ def variant_mark_healthy(*, variant_id: int) -> None:
     ModelVariant.objects.filter(id=variant_id).exclude(health=ModelVariant.Health.OK).update(
         health=ModelVariant.Health.OK, health_message=""
     )
+
+
+def variant_register_lora(
+    *,
+    parent: ModelVariant,
+    lora_path: str,
+    name: str,
+    weight: float = 1.0,
+    card: dict[str, Any] | None = None,
+    description: str = "",
+    enabled: bool = True,
+) -> ModelVariant:
+    """Register a LoRA fine-tune of ``parent`` as a new variant: kind fine-tune, the parent recorded, the parent's
+    checkpoint and LoRAs plus ``lora_path`` (checked: a kohya or diffusers LoRA file), the parent's prediction type
+    and default sampler settings (so its images share settings keys with the parent's), and ``card`` (how it was
+    made) for its model page. ValidationError (by field) for a parent without weights or a bad file."""
+    if parent is None or parent.pk is None:
+        raise ValidationError({"parent": "a fine-tune needs a registered parent model"})
+    if parent.source_type == ModelVariant.SourceType.NONE or not parent.source_path:
+        raise ValidationError({"parent": f"{parent.name} has no local weights (imported images only): nothing to "
+                                         "apply a LoRA to"})
+    if not Path(parent.source_path).exists():
+        raise ValidationError({"parent": f"{parent.name}: {parent.source_path}: no such file or folder"})
+    try:
+        lora_check(path=lora_path)
+    except ValidationError as exc:
+        raise ValidationError({"lora_path": exc.messages}) from None
+    inherited = [(lora.path, lora.weight) for lora in parent.loras.all()]
+    defaults = {f: getattr(parent, f) for f in ("sampler", "steps", "cfg_scale", "width", "height", "clip_skip",
+                                                 "guidance_rescale", "schedule_type", "enable_hr", "hr_scale",
+                                                 "hr_second_pass_steps", "denoising_strength", "hr_upscaler")}
+    variant = ModelVariant(
+        name=name, family=parent.family, version=parent.version, kind=ModelVariant.Kind.FINETUNE,
+        prediction_type=parent.prediction_type, source_type="", source_path=parent.source_path,
+        config_path=parent.config_path, parent=parent, description=description, enabled=enabled,
+        card=dict(card or {}), **defaults,
+    )
+    with transaction.atomic():
+        variant_save(variant=variant)
+        variant_loras_set(variant=variant, loras=[*inherited, (lora_path, weight)])
+    return variant

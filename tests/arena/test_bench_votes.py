@@ -26,6 +26,7 @@ def test_open_loop_bench_prints_one_json_line_with_no_lost_or_double_votes():
     assert set(result["p99_ms_by_kind"]) == {"poll", "image", "vote", "reveal"}
     assert result["p99_ms_by_kind"]["image"] is not None and result["p99_ms_by_kind"]["vote"] is not None
     assert set(result["cpu_ms_per_cycle"]) == {"server", "database", "generator"}
+    assert 0 < result["consumer_cpu_ms_per_cycle"] <= result["cpu_ms_per_cycle"]["server"]
     assert result["cpu_ms_per_cycle"]["server"] > 0 and result["cpu_ms_per_cycle"]["generator"] > 0
     assert result["lost_votes"] == 0 and result["double_votes"] == 0
     assert result["ratings_equal_replay"] is True

@@ -51,7 +51,11 @@ def test_leaderboard_compute_stores_the_parameters_and_the_hash_of_the_vote_log(
     snapshot = leaderboards.leaderboard_compute(scope="overall")
     assert LeaderboardSnapshot.objects.count() == 1
     records = votelog.vote_records("overall")
-    assert [r.id for r in records] == [v.id for v in sorted(votes, key=lambda v: (v.created_at, v.id))]
+    # A record's id is the vote's place in the replay order (``seq``), not its primary key: on PostgreSQL
+    # the key sequence does not restart between tests, and ids are not the order ratings were applied in.
+    seqs = dict(Vote.objects.values_list("id", "seq"))
+    in_cast_order = [seqs[v.id] for v in sorted(votes, key=lambda v: (v.created_at, v.id))]
+    assert [r.id for r in records] == in_cast_order and in_cast_order == sorted(in_cast_order)
     assert snapshot.vote_log_hash == vote_log_hash(records) and len(snapshot.vote_log_hash) == 64
     assert snapshot.vote_count == len(votes) == 15
     assert snapshot.params["bt"]["rounds"] == 20 and snapshot.params["bt"]["seed"] == 7
@@ -135,7 +139,7 @@ def test_leaderboard_page_shows_bt_intervals_rank_plots_and_downloads(client, lo
     assert html.count("<table") == 1 and "95% bootstrap intervals" in html
     top = snapshot.rows[0]
     first_row = html.split("<tbody>")[1].split("</tr>")[0]
-    assert f"<td>{top['rank']}</td>" in first_row and f"{top['bt']:.1f}" in first_row
+    assert f'<td class="col-rank">{top["rank"]}</td>' in first_row and f"{top['bt']:.1f}" in first_row
     assert f"{top['bt']:.1f}" in html and f"{top['bt_lo']:.1f} – {top['bt_hi']:.1f}" in html
     assert snapshot.vote_log_hash[:12] in html
     assert "/leaderboard/export.csv?scope=overall" in html and "/leaderboard/export.md?scope=overall" in html
@@ -274,7 +278,8 @@ def test_jsonl_parses_back_into_the_same_votes(client, log):
     lines = [json.loads(line) for line in text.splitlines()]
     assert len(lines) == 15
     assert records_from_jsonl(text) == votelog.vote_records("overall")
-    by_id = {v.id: v for v in votes}
+    seqs = dict(Vote.objects.values_list("id", "seq"))
+    by_id = {seqs[v.id]: v for v in votes}  # an exported vote's id is its place in the replay order
     names = {m.id: m.name for m in models}
     for line in lines:
         vote = by_id[line["id"]]
