@@ -33,6 +33,7 @@ def test_reward_benchmark_learns_the_judge_and_not_shuffled_labels(bench_line):
     assert line["pairs"] + line["votes"]["tie"] == sum(line["votes"].values()) == int(PAIRS)
     assert line["heldout_pairs"] >= 8 and line["heldout_ci_low"] > 0.5, line
     assert line["control_ci_low"] < 0.5 < line["control_ci_high"], line
+    assert line["control_relabelings"] == 5 and line["control_heldout_pairs"] == 5 * line["heldout_pairs"]
     assert line["train_s"] > 0 and line["pairs_per_s"] > 0 and line["peak_rss_mb"] > 0
     # the votes went through the vote service and are counted in the log
     votes = list(Vote.objects.filter(voter_key=VOTER, counted=True, seq__isnull=False))
@@ -48,6 +49,7 @@ def test_reward_benchmark_learns_the_judge_and_not_shuffled_labels(bench_line):
 
 @pytest.mark.parametrize("args, message", [
     (["--pairs", "5"], "--pairs must be at least 10"),
+    (["--control-relabelings", "0"], "--control-relabelings must be at least 1"),
     (["--heldout-fraction", "1"], "--heldout-fraction must be between 0 and 1"),
     (["--image-size", "100"], "--image-size must be a multiple of 64"),
     (["--open-clip-dir", "/nonexistent/clip"], "no such folder"),

@@ -26,8 +26,11 @@ the training app's dataset builder for duels), written as the dataset Parquet fi
 frozen open_clip model, then the head), ``pairs_per_s`` (= pairs / train_s), ``heldout_acc`` with its 95% **Wilson**
 interval ``heldout_ci_low``/``heldout_ci_high`` over the held-out pairs, ``peak_rss_mb`` (this process's maximum
 resident set), the generation and voting times, and the **control**: the same images and split with the labels
-shuffled (each pair row's label by a seeded coin flip), ``control_acc`` / ``control_ci_low`` / ``control_ci_high``
--- its interval should contain one half.
+shuffled (each pair row's label by a seeded coin flip), trained and evaluated ``control`` times with fresh coins
+and pooled: ``control_acc`` / ``control_ci_low`` / ``control_ci_high`` (Wilson, over ``control_heldout_pairs`` =
+relabelings x held-out pairs; each held-out coin is a fresh fair coin independent of what the head was trained on,
+so the pooled count is binomial) -- its interval should contain one half. One relabeling alone is a 30-pair
+coin-flip experiment whose 95% interval misses one half one time in twenty (seed 0 with one relabeling: 7/30).
 
 **What the head can learn here.** The random-weight tiny models' images vary little from seed to seed (warmth
 spread 0.0005 for eps, 0.0017 for v), and the v-prediction model's are warmer than the eps model's at every seed
@@ -194,13 +197,14 @@ def shuffled(rows: list, seed: int) -> list:
 
 
 def run(*, tiny, open_clip_dir: str, pairs: int = 100, seed: int = 0, size: int = 256, steps: int = 2,
-        heldout_fraction: float = 0.3, control: bool = True) -> dict:
-    """The benchmark in the configured database (see the module docstring); returns the JSON line's fields."""
+        heldout_fraction: float = 0.3, control: int = 5) -> dict:
+    """The benchmark in the configured database (see the module docstring); returns the JSON line's fields.
+    ``control``: how many coin-flip relabelings the control pools (0: none)."""
     from arena.services import ratings_apply_all
     from training.trainers.bench import peak_rss_mb
     from training.trainers.config import RewardConfig, RunPaths
     from training.trainers.dataset import write_dataset
-    from training.trainers.reward import train_reward
+    from training.trainers.reward import train_reward, wilson_interval
 
     started = time.perf_counter()
     with transaction.atomic():
@@ -227,9 +231,16 @@ def run(*, tiny, open_clip_dir: str, pairs: int = 100, seed: int = 0, size: int 
                    heldout_acc=result.heldout_acc, heldout_ci_low=result.heldout_ci_low,
                    heldout_ci_high=result.heldout_ci_high, train_acc=result.train_acc)
         if control:
-            data = write_dataset(shuffled(rows, seed), Path(tmp) / "shuffled.parquet",
-                                 vote_log_hash=f"bench-reward-{seed}-shuffled").path
-            c = train_reward(config, RunPaths(str(data), tmp + "/cwork", tmp + "/cout"), on_progress=lambda e: None)
-            out.update(control_acc=c.heldout_acc, control_ci_low=c.heldout_ci_low, control_ci_high=c.heldout_ci_high)
+            right = total = 0.0
+            for k in range(control):
+                data = write_dataset(shuffled(rows, seed * 1000 + k), Path(tmp) / f"shuffled{k}.parquet",
+                                     vote_log_hash=f"bench-reward-{seed}-shuffled-{k}").path
+                c = train_reward(config, RunPaths(str(data), f"{tmp}/cwork{k}", f"{tmp}/cout{k}"),
+                                 on_progress=lambda e: None)
+                right += (c.heldout_acc or 0.0) * c.heldout_pairs
+                total += c.heldout_pairs
+            low, high = wilson_interval(right, int(total))
+            out.update(control_relabelings=control, control_heldout_pairs=int(total),
+                       control_acc=right / total if total else None, control_ci_low=low, control_ci_high=high)
     out["peak_rss_mb"] = round(peak_rss_mb(), 1)
     return out

@@ -9,9 +9,9 @@ of a DPO LoRA trained on judged labels against the same run on reversed labels (
 ``--method reward`` is the reward model's benchmark (training.benchmarks.reward): tiny-model images voted by the
 fixed synthetic judge (warmth) through the real poll and vote services, the reward model trained on the counted
 duels, and one JSON line ``{"pairs", "train_s", "pairs_per_s", "heldout_acc", "heldout_ci_low", "peak_rss_mb",
-...}`` (95% Wilson interval) with the shuffled-label control (``control_acc``, ``control_ci_low/high``; leave it
-out with ``--no-control``). It writes models, prompts, images, polls and votes, so it runs in a throwaway
-database: this command starts itself again on a fresh embedded SQLite file in a temporary folder (migrated first;
+...}`` (95% Wilson interval) with the shuffled-label control (``control_acc``, ``control_ci_low/high``, pooled over
+``--control-relabelings`` coin-flip relabelings; leave it out with ``--no-control``). It writes models, prompts,
+images, polls and votes, so it runs in a throwaway database: this command starts itself again on a fresh embedded SQLite file in a temporary folder (migrated first;
 media, tasks and cache there too, nothing reaches the configured database, broker or scorers) and relays its
 line; ``--current-database`` runs it in the configured database instead (tests, whose database is throwaway).
 It exits non-zero when ``heldout_ci_low`` is not above one half."""
@@ -72,7 +72,7 @@ def _reward_benchmark(options, tiny):
             clip = str(Path(tmp) / "open_clip")
         return reward.run(tiny=tiny, open_clip_dir=clip, pairs=options["pairs"], seed=options["seed"],
                           size=options["image_size"], heldout_fraction=options["heldout_fraction"],
-                          control=not options["no_control"])
+                          control=0 if options["no_control"] else options["control_relabelings"])
 
 
 def _in_throwaway_database(argv: list[str]) -> dict:
@@ -125,6 +125,8 @@ class Command(BaseCommand):
         parser.add_argument("--open-clip-dir", default=None,
                             help="with --method reward: the frozen open_clip model (default: the tiny one, seed 0)")
         parser.add_argument("--no-control", action="store_true", help="with --method reward: skip the shuffled-label control")
+        parser.add_argument("--control-relabelings", type=int, default=5,
+                            help="with --method reward: coin-flip relabelings the control pools")
         parser.add_argument("--current-database", action="store_true",
                             help="with --method reward: write to the configured database instead of a throwaway one "
                                  "(for tests, whose database is throwaway already)")
@@ -140,6 +142,8 @@ class Command(BaseCommand):
         if options["method"] == "reward":
             if options["pairs"] < 10:
                 raise CommandError("--pairs must be at least 10")
+            if options["control_relabelings"] < 1:
+                raise CommandError("--control-relabelings must be at least 1 (--no-control leaves the control out)")
             if not 0 < options["heldout_fraction"] < 1:
                 raise CommandError("--heldout-fraction must be between 0 and 1")
             if options["image_size"] < 256 or options["image_size"] % 64:
@@ -159,6 +163,7 @@ class Command(BaseCommand):
                 argv += ["--open-clip-dir", str(Path(options["open_clip_dir"]).resolve())]
             if options["no_control"]:
                 argv.append("--no-control")
+            argv += ["--control-relabelings", str(options["control_relabelings"])]
             line = _in_throwaway_database(argv)
         else:
             try:
