@@ -7,19 +7,20 @@ a generation job renders both at seeds of its own (``seed * 10**7 + ...``, disjo
 prompt-and-seed group holds exactly one duel's two images and no seed is used twice: every duel, and so every
 training and every held-out pair, has its own seed. (The demo's LoRA variants are left out: on the random-weight
 tiny model they change the picture less than the seed does, so duels between them would be coin flips for any
-image model -- measured: mean warmth -0.0112 vs -0.0111 vs -0.0112, seed-to-seed spread 0.0005.) The jobs go through the real path (``generation.services.job_create``,
-the tasks run in process: eager Celery).
+image model -- measured: mean warmth -0.0112 vs -0.0111 vs -0.0112, seed-to-seed spread 0.0005.) The jobs go
+through the real path (``generation.services.job_create``; the tasks run in process: eager Celery).
 
-**The voter.** One synthetic voter (key: the first 32 hex digits of sha256("synthetic-judge")), is issued fixed-prompt duels by the real matchmaker
-(``arena.services.polls.poll_create``) until none is left that it has not seen (the matchmaker never shows a voter
+**The voter.** One synthetic voter (key: the first 32 hex digits of sha256("synthetic-judge")) is issued
+fixed-prompt duels by the real matchmaker (``arena.services.polls.poll_create``) until none is left that it has not seen (the matchmaker never shows a voter
 a group it saw revealed, so each group is voted once), looks at the two images and votes through the real vote
 service (``arena.services.votes.vote_cast``, cast ``VOTE_AFTER_S`` after the poll was issued, so it counts as a
 human-paced vote) by the fixed judge of ``training.trainers.judge``: **warmth** = mean over pixels of (R - B) with
 channels in 0..1; the warmer image wins, equal warmth is a tie. The ratings are then applied
 (``arena.services.ratings.ratings_apply_all``), so the votes are counted and have their place in the log.
 
-**The pairs** come from the counted fixed-prompt duels (left/right → a pair row, tie → a tie row; the mapping of
-the training app's dataset builder for duels), written as the dataset Parquet file and trained on by
+**The pairs** come from the counted fixed-prompt duels by the training app's dataset builder
+(``training.services.dataset_expand``: left/right → a pair row, tie → a tie row), written as the dataset Parquet
+file and trained on by
 ``training.trainers.reward.train_reward`` (held-out: ``heldout_fraction`` of the polls by a seeded hash).
 
 **The line.** ``pairs`` (pair rows), ``train_s`` (wall time of ``train_reward``: embedding every image with the
@@ -150,34 +151,14 @@ def _vote_all(seed: int, limit: int) -> dict:
     return counts
 
 
-def duel_rows() -> list:
-    """The counted fixed-prompt duels' dataset rows (pair or tie; both-bad votes give none here)."""
-    from arena.models import Mode, PollEntry, Vote
-    from arena.selectors.votelog import counted_votes
-    from training.trainers.dataset import PreferenceRow
+def duel_rows(prompt_set) -> list:
+    """The dataset rows of the counted fixed-prompt votes on the benchmark's prompts, by the training app's
+    builder (``training.services.dataset_expand``: the same rows ``preference_dataset`` writes)."""
+    from arena.models import Mode
+    from training import services
 
-    votes = list(counted_votes().filter(mode=Mode.FIXED, choice__in=[Vote.Choice.LEFT, Vote.Choice.RIGHT,
-                                                                     Vote.Choice.TIE])
-                 .select_related("poll__prompt").order_by("seq"))
-    entries: dict[int, dict[int, object]] = {}
-    for entry in PollEntry.objects.filter(poll_id__in=[v.poll_id for v in votes]).select_related("image"):
-        entries.setdefault(entry.poll_id, {})[entry.position] = entry.image
-    rows = []
-    for v in votes:
-        first, second = entries[v.poll_id][0], entries[v.poll_id][1]
-        labels = {Vote.Choice.LEFT: (1.0, 0.0), Vote.Choice.RIGHT: (0.0, 1.0), Vote.Choice.TIE: (0.5, 0.5)}[v.choice]
-        s = first.sampler_settings
-        data = []
-        for image in (first, second):
-            with (image.voter_file or image.file).open("rb") as fh:
-                data.append(fh.read())
-        rows.append(PreferenceRow(
-            jpg_0=data[0], jpg_1=data[1], label_0=labels[0], label_1=labels[1], caption=v.poll.prompt.text,
-            poll_id=v.poll_id, kind="tie" if v.choice == Vote.Choice.TIE else "pair", source_mode="fixed_duel",
-            negative_prompt=s.negative_prompt, seed=int(s.seed), sampler=s.sampler, schedule_type=s.schedule_type,
-            steps=int(s.steps), cfg_scale=float(s.cfg_scale), width=int(s.width), height=int(s.height),
-            clip_skip=int(s.clip_skip)))
-    return rows
+    filters = services.filters_clean(modes=[Mode.FIXED], prompt_sets=[prompt_set.id])
+    return services.dataset_expand(filters=filters).rows
 
 
 def shuffled(rows: list, seed: int) -> list:
@@ -215,7 +196,7 @@ def run(*, tiny, open_clip_dir: str, pairs: int = 100, seed: int = 0, size: int 
     counts = _vote_all(seed, pairs)
     ratings_apply_all()
     voted = time.perf_counter()
-    rows = duel_rows()
+    rows = duel_rows(prompt_set)
     config = RewardConfig(open_clip_dir=str(open_clip_dir), heldout_fraction=heldout_fraction, seed=seed)
     out = {"method": "reward", "judge": JUDGE, "seed": seed, "images": images, "votes": counts,
            "generate_s": round(generated - started, 2), "vote_s": round(voted - generated, 2),
