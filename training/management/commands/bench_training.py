@@ -125,7 +125,7 @@ class Command(BaseCommand):
         parser.add_argument("--open-clip-dir", default=None,
                             help="with --method reward: the frozen open_clip model (default: the tiny one, seed 0)")
         parser.add_argument("--no-control", action="store_true", help="with --method reward: skip the shuffled-label control")
-        parser.add_argument("--control-relabelings", type=int, default=5,
+        parser.add_argument("--control-relabelings", type=int, default=20,
                             help="with --method reward: coin-flip relabelings the control pools")
         parser.add_argument("--current-database", action="store_true",
                             help="with --method reward: write to the configured database instead of a throwaway one "
