@@ -9,6 +9,9 @@ Layout under ``settings.SCORERS_DIR`` (see the README section "Automatic scorers
                           open_clip_pytorch_model.bin | open_clip.safetensors | open_clip.pt,
                  aesthetic_mlp.safetensors | aesthetic_mlp.pth | aesthetic_mlp.pt (LAION aesthetic-predictor
                  state dict: layers.N.weight / layers.N.bias)
+    reward/      reward_model.safetensors (a Bradley-Terry head trained on votes: generation.scoring.reward) and
+                 judge.json ({"name", "source", "registered_at"}), written by ``reward_judge_register``; it
+                 embeds with open_clip/ above, which must hold the weights it was trained on
 
 Nothing here imports torch or onnxruntime; checking the layout is cheap enough for the admin page.
 """
@@ -26,7 +29,10 @@ from django.conf import settings
 CCIP = "ccip"
 AESTHETIC = "aesthetic"
 ALIGNMENT = "alignment"
-KINDS = (CCIP, AESTHETIC, ALIGNMENT)
+REWARD = "reward"
+KINDS = (CCIP, AESTHETIC, ALIGNMENT, REWARD)
+REWARD_FILE = "reward_model.safetensors"
+REWARD_INFO = "judge.json"
 
 CCIP_FILES = ("model_feat.onnx", "model_metrics.onnx", "metrics.json")
 OPEN_CLIP_CONFIGS = ("open_clip_config.json", "config.json")
@@ -78,7 +84,47 @@ def scorers_dir() -> Path:
 
 def kind_folder(kind: str, root: Path | None = None) -> Path:
     root = Path(root) if root is not None else scorers_dir()
-    return root / (CCIP if kind == CCIP else "open_clip")
+    return root / (kind if kind in (CCIP, REWARD) else "open_clip")
+
+
+def reward_judge_info(root: Path | None = None) -> dict | None:
+    """The registered reward judge's judge.json ({"name", "source", "registered_at", ...}); None when none is
+    registered or the file is unreadable (cheap: one small file)."""
+    try:
+        data = json.loads((kind_folder(REWARD, root) / REWARD_INFO).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _reward_files(root: Path | None) -> ScorerFiles:
+    from generation.scoring.reward import reward_metadata
+
+    folder = kind_folder(REWARD, root)
+    if not folder.is_dir():
+        raise ScorerUnavailable(f"No reward model is registered: no folder {folder} (a finished reward training "
+                                "run registers one, or: manage.py register_reward_judge FILE)")
+    model = folder / REWARD_FILE
+    if not model.is_file():
+        raise ScorerBroken(f"reward folder {folder} lacks {REWARD_FILE}")
+    meta = reward_metadata(model)
+    clip = open_clip_files(kind_folder(AESTHETIC, root), "The reward model")
+    if file_sha256(clip[1]) != meta["open_clip_weights_sha256"]:
+        raise ScorerBroken(f"the reward model was trained on other open_clip weights than the installed "
+                           f"{clip[1]}: install those weights or register a reward model trained on these")
+    return ScorerFiles(REWARD, folder, clip + (model,))
+
+
+def open_clip_files(folder: Path, label: str) -> tuple[Path, Path]:
+    if not folder.is_dir():
+        raise ScorerUnavailable(f"{label} is not installed: no folder {folder} (it needs an open_clip checkpoint)")
+    config = _first_present(folder, OPEN_CLIP_CONFIGS)
+    if config is None:
+        raise ScorerBroken(f"open_clip folder {folder} lacks a config ({' or '.join(OPEN_CLIP_CONFIGS)})")
+    weights = _first_present(folder, OPEN_CLIP_WEIGHTS)
+    if weights is None:
+        raise ScorerBroken(f"open_clip folder {folder} lacks weights (one of {', '.join(OPEN_CLIP_WEIGHTS)})")
+    return config, weights
 
 
 def _first_present(folder: Path, names: tuple[str, ...]) -> Path | None:
@@ -114,17 +160,11 @@ def scorer_files(kind: str, root: Path | None = None) -> ScorerFiles:
             raise ScorerBroken(f"CCIP folder {folder} lacks {', '.join(missing)}")
         threshold = read_ccip_threshold(folder / "metrics.json")
         return ScorerFiles(kind, folder, tuple(folder / name for name in CCIP_FILES), threshold)
+    if kind == REWARD:
+        return _reward_files(root)
 
     label = "Aesthetic score" if kind == AESTHETIC else "Prompt alignment"
-    if not folder.is_dir():
-        raise ScorerUnavailable(f"{label} is not installed: no folder {folder} (it needs an open_clip checkpoint)")
-    config = _first_present(folder, OPEN_CLIP_CONFIGS)
-    if config is None:
-        raise ScorerBroken(f"open_clip folder {folder} lacks a config ({' or '.join(OPEN_CLIP_CONFIGS)})")
-    weights = _first_present(folder, OPEN_CLIP_WEIGHTS)
-    if weights is None:
-        raise ScorerBroken(f"open_clip folder {folder} lacks weights (one of {', '.join(OPEN_CLIP_WEIGHTS)})")
-    files = (config, weights)
+    files = open_clip_files(folder, label)
     if kind == AESTHETIC:
         mlp = _first_present(folder, AESTHETIC_MLP)
         if mlp is None:
@@ -150,14 +190,14 @@ def scorer_state(kind: str, root: Path | None = None) -> ScorerState:
 
 def any_scorer_present(root: Path | None = None) -> bool:
     """Whether any scorer folder exists at all (cheap: no hashing, no loading)."""
-    return any(kind_folder(kind, root).is_dir() for kind in (CCIP, AESTHETIC))
+    return any(kind_folder(kind, root).is_dir() for kind in (CCIP, AESTHETIC, REWARD))
 
 
 _hash_cache: dict[tuple[str, int, int], str] = {}
 _hash_lock = threading.Lock()
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     with _hash_lock:
@@ -179,7 +219,7 @@ def files_hash(files: tuple[Path, ...]) -> str:
     h = hashlib.sha256()
     for path in files:
         try:
-            digest = _file_sha256(path)
+            digest = file_sha256(path)
         except OSError as exc:
             raise ScorerUnavailable(f"cannot read scorer file {path}: {exc}") from None
         h.update(path.name.encode())

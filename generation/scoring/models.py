@@ -1,4 +1,5 @@
-"""Automatic scores of generated images: CCIP character similarity, aesthetic score, prompt alignment.
+"""Automatic scores of generated images: CCIP character similarity, aesthetic score, prompt alignment, and the
+score of a reward model trained on the votes.
 
 Every score records the sha256 of the scorer files that made it (``scorer_hash``); a new scorer file gives a
 new hash and the image is scored again. CCIP features are cached per image (or reference) and scorer hash.
@@ -15,6 +16,7 @@ class ScoreKind(models.TextChoices):
     CCIP = "ccip", "CCIP difference to the character's references"
     AESTHETIC = "aesthetic", "aesthetic score"
     ALIGNMENT = "alignment", "prompt alignment (CLIP score)"
+    REWARD = "reward", "reward model (trained on votes)"
 
 
 class CcipFeature(models.Model):
@@ -60,7 +62,8 @@ class ImageScore(models.Model):
     image = models.ForeignKey("generation.Image", on_delete=models.CASCADE, related_name="auto_scores")
     kind = models.CharField(max_length=10, choices=ScoreKind.choices)
     # ccip: mean difference to the character's references (lower is more alike); aesthetic: the predictor's
-    # score; alignment: 100 × cosine(prompt, image), clipped at 0.
+    # score; alignment: 100 × cosine(prompt, image), clipped at 0; reward: the reward model's score (higher is
+    # preferred by the voters it learned from).
     value = models.FloatField()
     # ccip only: share of references at or below the threshold, and how many references were compared.
     same_ratio = models.FloatField(null=True, blank=True)

@@ -15,6 +15,7 @@ from generation.scoring.files import (
     ALIGNMENT,
     CCIP,
     KINDS,
+    REWARD,
     ScorerUnavailable,
     files_hash,
     scorer_files,
@@ -38,6 +39,7 @@ class LoadedScorers:
     ccip: object | None = None  # CcipModel
     clip: object | None = None  # OpenClipModel
     aesthetic: object | None = None  # AestheticMlp
+    reward: object | None = None  # generation.scoring.reward.RewardHead
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -99,14 +101,15 @@ def scorers_load(*, kinds: Sequence[str] | None = None, root: Path | None = None
         folder = found[CCIP].folder
         loaded.ccip = _cached("ccip", (str(folder), loaded.hashes[CCIP], device),
                               lambda: CcipModel(folder, device=device, batch_size=batch))
-    clip_kinds = [k for k in (AESTHETIC, ALIGNMENT) if k in found]
+    clip_kinds = [k for k in (AESTHETIC, ALIGNMENT, REWARD) if k in found]
     if clip_kinds:
         from generation.scoring.openclip import OpenClipModel
 
         files = found[clip_kinds[0]]
         config, weights = files.files[0], files.files[1]
-        clip_key = (str(files.folder), files_hash((config, weights)), device)
-        loaded.clip = _cached("open_clip", clip_key, lambda: OpenClipModel(files.folder, device=device, batch_size=batch))
+        clip_folder = config.parent  # the open_clip folder (the reward judge's own folder holds only its head)
+        clip_key = (str(clip_folder), files_hash((config, weights)), device)
+        loaded.clip = _cached("open_clip", clip_key, lambda: OpenClipModel(clip_folder, device=device, batch_size=batch))
     if AESTHETIC in found:
         from generation.scoring.aesthetic import AestheticMlp
 
@@ -114,4 +117,9 @@ def scorers_load(*, kinds: Sequence[str] | None = None, root: Path | None = None
         embed_dim = getattr(loaded.clip, "embed_dim", None)
         loaded.aesthetic = _cached("aesthetic", (str(mlp_path), loaded.hashes[AESTHETIC]),
                                    lambda: AestheticMlp(mlp_path, embed_dim=embed_dim))
+    if REWARD in found:
+        from generation.scoring.reward import RewardHead
+
+        head_path = found[REWARD].files[2]
+        loaded.reward = _cached("reward", (str(head_path), loaded.hashes[REWARD]), lambda: RewardHead(head_path))
     return loaded

@@ -16,12 +16,22 @@ from django.db.models import Count, Max
 
 from generation.models import Character, CharacterReference, ModelVariant
 from generation.scoring.elo import Duel, EloParams, elo_replay
-from generation.scoring.files import AESTHETIC, ALIGNMENT, CCIP, KINDS, scorer_state
+from generation.scoring.files import AESTHETIC, ALIGNMENT, CCIP, KINDS, REWARD, reward_judge_info, scorer_state
 from generation.scoring.models import ImageScore
 from generation.scoring.stats import mean, t_interval, wilson_interval
 
-JUDGES = (CCIP, AESTHETIC, ALIGNMENT)
-JUDGE_LABELS = {CCIP: "CCIP character similarity", AESTHETIC: "aesthetic score", ALIGNMENT: "prompt alignment (CLIP score)"}
+JUDGES = (CCIP, AESTHETIC, ALIGNMENT, REWARD)
+JUDGE_LABELS = {CCIP: "CCIP character similarity", AESTHETIC: "aesthetic score", ALIGNMENT: "prompt alignment (CLIP score)",
+                REWARD: "reward model (trained on votes)"}
+
+
+def judge_label(kind: str) -> str:
+    """The judge's label; the reward model's carries the name it was registered under."""
+    if kind == REWARD:
+        info = reward_judge_info()
+        if info and info.get("name"):
+            return f"reward model “{info['name']}” (trained on votes)"
+    return JUDGE_LABELS[kind]
 
 
 def _ccip_summary(values: Sequence[float], ratios: Sequence[float]) -> dict:
@@ -45,6 +55,7 @@ def _empty_scores() -> dict:
         **_ccip_summary([], []),
         "aesthetic_mean": None, "aesthetic_ci": None, "aesthetic_n": 0,
         "alignment_mean": None, "alignment_ci": None, "alignment_n": 0,
+        "reward_mean": None, "reward_ci": None, "reward_n": 0,
     }
 
 
@@ -57,7 +68,8 @@ def _scores_state(kind: str | None = None) -> str:
 
 def model_scores() -> dict[int, dict]:
     """Per model variant (every variant, keyed by id): ccip_mean, ccip_mean_ci, ccip_ratio, ccip_ratio_ci, ccip_n,
-    aesthetic_mean, aesthetic_ci, aesthetic_n, alignment_mean, alignment_ci, alignment_n (None where not computed;
+    aesthetic_mean, aesthetic_ci, aesthetic_n, alignment_mean, alignment_ci, alignment_n, reward_mean, reward_ci,
+    reward_n (None where not computed;
     intervals are 95% (low, high) tuples). Two queries; the aggregation is cached until a score changes."""
     variant_ids = list(ModelVariant.objects.order_by("id").values_list("id", flat=True))
     key = f"scoring:model_scores:{_scores_state()}"
@@ -79,7 +91,7 @@ def _model_scores_uncached() -> dict[int, dict]:
     for variant_id in sorted({v for v, _ in values}):
         row = _empty_scores()
         row.update(_ccip_summary(values.get((variant_id, CCIP), []), ratios.get(variant_id, [])))
-        for kind in (AESTHETIC, ALIGNMENT):
+        for kind in (AESTHETIC, ALIGNMENT, REWARD):
             vals = values.get((variant_id, kind), [])
             row[f"{kind}_mean"] = mean(vals)
             row[f"{kind}_ci"] = t_interval(vals)
@@ -199,7 +211,8 @@ def judge_agreement(duels: Sequence[tuple[int, int, str]]) -> dict[str, dict]:
 
     ``duels``: (left image id, right image id, winner) with winner "left" or "right" (the caller leaves ties
     and "both bad" out). A judge prefers the lower CCIP difference, the higher aesthetic score, the higher
-    alignment. A duel is skipped for a judge when either image lacks its score or the two scores are equal.
+    alignment, the higher reward-model score. (The reward model's own training votes are among the duels when it
+    was trained on this arena's log: its held-out accuracy, in ``reward_judge``, is the figure free of that.) A duel is skipped for a judge when either image lacks its score or the two scores are equal.
     Returns {judge: {"label", "agreed", "total", "share", "share_ci", "skipped"}} with share None and share_ci
     None when total is 0; share_ci is the 95% Wilson interval.
     """
@@ -220,7 +233,7 @@ def judge_agreement(duels: Sequence[tuple[int, int, str]]) -> dict[str, dict]:
             total += 1
             agreed += judge_left == (winner == "left")
         result[judge] = {
-            "label": JUDGE_LABELS[judge],
+            "label": judge_label(judge),
             "agreed": agreed,
             "total": total,
             "share": agreed / total if total else None,
@@ -240,10 +253,43 @@ def scorer_status(*, root: Path | None = None) -> list[dict]:
     for kind in KINDS:
         state = scorer_state(kind, root)
         rows.append({
-            "kind": kind, "label": JUDGE_LABELS[kind], "state": state.state, "installed": state.installed,
+            "kind": kind, "label": judge_label(kind), "state": state.state, "installed": state.installed,
             "folder": str(state.folder), "message": state.message, "scored": counts.get(kind, 0),
         })
     return rows
+
+
+def reward_judge(*, root: Path | None = None) -> dict | None:
+    """The registered reward judge: its judge.json (name, source, registered_at) plus its state ("installed" |
+    "broken"), message and training figures (heldout_acc, heldout_ci_low, heldout_ci_high, train_pairs,
+    heldout_pairs); None when none is registered."""
+    from generation.scoring.files import REWARD_FILE, ScoringError, kind_folder
+    from generation.scoring.reward import FIGURES, figures, reward_metadata
+
+    state = scorer_state(REWARD, root)
+    if state.state == "missing":
+        return None
+    info = {"name": "", "source": "", "registered_at": "", **dict.fromkeys(FIGURES), **(reward_judge_info(root) or {})}
+    try:
+        info.update(figures(reward_metadata(kind_folder(REWARD, root) / REWARD_FILE)))
+    except ScoringError:
+        pass
+    return {**info, "state": state.state, "message": state.message}
+
+
+def reward_prescreen() -> list[dict]:
+    """Per model variant with reward-model scores, best first: variant_id, variant_name, enabled, reward_mean,
+    reward_ci (95% t-interval) and reward_n -- how the registered reward model ranks the variants' images, for
+    pre-screening a new variant before it meets voters (score its images: ``score_images --model NAME --scorer
+    reward``)."""
+    values: dict[int, list[float]] = defaultdict(list)
+    for variant_id, value in ImageScore.objects.filter(kind=REWARD).values_list("image__variant_id", "value"):
+        values[variant_id].append(value)
+    variants = {v.id: v for v in ModelVariant.objects.filter(id__in=list(values))}
+    rows = [{"variant_id": vid, "variant_name": variants[vid].name, "enabled": variants[vid].enabled,
+             "reward_mean": mean(vals), "reward_ci": t_interval(vals), "reward_n": len(vals)}
+            for vid, vals in values.items()]
+    return sorted(rows, key=lambda r: (-r["reward_mean"], r["variant_name"]))
 
 
 def aesthetic_values_by_model() -> dict[str, list[float]]:

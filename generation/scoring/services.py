@@ -19,7 +19,17 @@ from PIL import Image as PILImage
 
 from generation.models import CharacterReference, Image
 from generation.scoring.clipscore import clip_scores
-from generation.scoring.files import AESTHETIC, ALIGNMENT, CCIP, KINDS, ScorerBroken, ScoringError, any_scorer_present, scorers_dir
+from generation.scoring.files import (
+    AESTHETIC,
+    ALIGNMENT,
+    CCIP,
+    KINDS,
+    REWARD,
+    ScorerBroken,
+    ScoringError,
+    any_scorer_present,
+    scorers_dir,
+)
 from generation.scoring.models import CcipFeature, ImageScore
 from generation.scoring.scorers import LoadedScorers, scorers_load, scoring_batch_size
 
@@ -152,7 +162,7 @@ def _pictures_read(needed: dict[int, Image], ccip_cached: dict[int, np.ndarray],
 
 def _clip_rows(todo: dict[str, list[Image]], clip_images: list[Image], pictures: dict[int, PILImage.Image],
                scorers: LoadedScorers, now) -> list[ImageScore]:
-    """Aesthetic and prompt-alignment scores, from one open_clip embedding per image."""
+    """Aesthetic, prompt-alignment and reward-model scores, from one open_clip embedding per image."""
     rows: list[ImageScore] = []
     embeddings = dict(zip((i.id for i in clip_images),
                           scorers.clip.image_embeddings([pictures[i.id] for i in clip_images])))
@@ -162,13 +172,19 @@ def _clip_rows(todo: dict[str, list[Image]], clip_images: list[Image], pictures:
         rows += [ImageScore(image_id=i.id, kind=AESTHETIC, value=float(v), scorer_hash=scorers.hashes[AESTHETIC],
                             computed_at=now) for i, v in zip(aesthetic_images, values)]
     aligned = [i for i in todo.get(ALIGNMENT, []) if i.id in embeddings]
+    rewarded = [i for i in todo.get(REWARD, []) if i.id in embeddings]
+    texts = sorted({i.prompt.text for i in aligned + rewarded})
+    text_emb = dict(zip(texts, scorers.clip.text_embeddings(texts))) if texts else {}
     if aligned:
-        texts = sorted({i.prompt.text for i in aligned})
-        text_emb = dict(zip(texts, scorers.clip.text_embeddings(texts)))
         values = clip_scores(np.stack([embeddings[i.id] for i in aligned]),
                              np.stack([text_emb[i.prompt.text] for i in aligned]))
         rows += [ImageScore(image_id=i.id, kind=ALIGNMENT, value=float(v), scorer_hash=scorers.hashes[ALIGNMENT],
                             computed_at=now) for i, v in zip(aligned, values)]
+    if rewarded:
+        values = scorers.reward.score(np.stack([embeddings[i.id] for i in rewarded]),
+                                      np.stack([text_emb[i.prompt.text] for i in rewarded]))
+        rows += [ImageScore(image_id=i.id, kind=REWARD, value=float(v), scorer_hash=scorers.hashes[REWARD],
+                            computed_at=now) for i, v in zip(rewarded, values)]
     return rows
 
 
@@ -202,7 +218,7 @@ def _score_batch(chunk: list[int], scorers: LoadedScorers, refs_by_character: di
             f.image_id: f.as_array()
             for f in CcipFeature.objects.filter(image_id__in=[i.id for i in todo[CCIP]], scorer_hash=scorers.hashes[CCIP])
         }
-    clip_ids = {i.id for k in (AESTHETIC, ALIGNMENT) for i in todo.get(k, [])}
+    clip_ids = {i.id for k in (AESTHETIC, ALIGNMENT, REWARD) for i in todo.get(k, [])}
     pictures = _pictures_read(needed, ccip_cached, clip_ids, report, say)
 
     now = timezone.now()
@@ -283,6 +299,51 @@ def _ccip_rows(images: list[Image], scorers: LoadedScorers, refs_by_character: d
     return rows
 
 
+# --- the reward model as a judge -------------------------------------------------------------------------------
+
+def reward_judge_register(*, path: str | Path, name: str = "", score_existing: bool = True,
+                          root: Path | None = None) -> dict:
+    """Make the reward model file at ``path`` (a reward training run's ``reward_model.safetensors``) the reward
+    judge: checked, then copied with a judge.json into ``SCORERS_DIR/reward/`` (replacing the one before, so a new
+    model gives a new scorer hash and images are scored again). With ``score_existing``, every image is queued for
+    scoring (only what lacks a current score is computed). Returns ``selectors.reward_judge()``.
+
+    Refused with :class:`ScorerBroken` (nothing installed) when the file is missing, is not a reward model, or was
+    trained on other open_clip weights than the installed ``open_clip/`` ones; :class:`ScorerUnavailable` when no
+    open_clip model is installed."""
+    import json
+    import os
+    import shutil
+
+    from generation.scoring import selectors
+    from generation.scoring.files import REWARD_FILE, REWARD_INFO, open_clip_files, file_sha256, kind_folder
+    from generation.scoring.reward import RewardHead, reward_metadata
+
+    source = Path(path).expanduser()
+    meta = reward_metadata(source)
+    clip = open_clip_files(kind_folder(AESTHETIC, root), "The reward model's open_clip")
+    if file_sha256(clip[1]) != meta["open_clip_weights_sha256"]:
+        raise ScorerBroken(f"{source.name} was trained on other open_clip weights than the installed {clip[1]}; "
+                           "train it on the installed open_clip model (or install the weights it was trained on)")
+    RewardHead(source)  # loads: a truncated file is refused here, not at the first scoring
+    folder = kind_folder(REWARD, root)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{REWARD_FILE}.{os.getpid()}.tmp"
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, folder / REWARD_FILE)
+    default_name = f"dataset {meta['dataset_sha256'][:12]}" if meta.get("dataset_sha256") else source.stem
+    info = {"name": (name or "").strip()[:100] or default_name, "source": str(source.resolve()),
+            "registered_at": timezone.now().isoformat(timespec="seconds"),
+            "dataset_sha256": meta.get("dataset_sha256", ""), "vote_log_hash": meta.get("vote_log_hash", "")}
+    tmp = folder / f".{REWARD_INFO}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(info, indent=2, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, folder / REWARD_INFO)
+    logger.info("scoring: reward judge %r registered from %s", info["name"], source)
+    if score_existing:
+        scores_enqueue_for_images(Image.objects.values_list("id", flat=True))
+    return selectors.reward_judge(root=root)
+
+
 # --- after a generation job ------------------------------------------------------------------------------------
 
 def scores_enqueue_for_images(image_ids: Iterable[int]) -> None:
@@ -312,6 +373,7 @@ def scores_enqueue_for_images(image_ids: Iterable[int]) -> None:
 __all__ = [
     "LoadedScorers",
     "ScoringError",
+    "reward_judge_register",
     "ScoringReport",
     "scorers_load",
     "scores_compute",

@@ -59,7 +59,8 @@ def scorer_status_page(request):
         share = f" ({100 * row['scored'] / images:.0f}%)" if images else ""
         row["scored_words"] = f"{row['scored']:,} of {images:,} images{share}"
     return render(request, "scoring/status.html", {
-        "scorers": scorers, "images": images, "any_installed": any(r["installed"] for r in scorers)})
+        "scorers": scorers, "images": images, "any_installed": any(r["installed"] for r in scorers),
+        "reward": selectors.reward_judge(), "prescreen": selectors.reward_prescreen()})
 
 
 @staff_required

@@ -179,8 +179,8 @@ def test_an_unreadable_image_is_reported_and_the_others_are_scored(scorers, scen
 def test_scoring_service_reports_up_to_date_images(scorers, scene):
     scores_compute()
     report = scores_compute(missing_only=True)
-    assert report.scored == {"ccip": 0, "aesthetic": 0, "alignment": 0}
-    assert report.up_to_date == {"ccip": 2, "aesthetic": 4, "alignment": 4}
+    assert report.scored == {"ccip": 0, "aesthetic": 0, "alignment": 0, "reward": 0}
+    assert report.up_to_date == {"ccip": 2, "aesthetic": 4, "alignment": 4, "reward": 0}
 
 
 def test_enqueue_scores_new_images_after_commit(scorers, scene, django_capture_on_commit_callbacks):

@@ -167,7 +167,8 @@ def test_judge_agreement_with_no_scores_is_not_computed(world):
 
 def test_scorer_status_says_what_is_installed(scorers, db):
     status = {s["kind"]: s for s in selectors.scorer_status()}
-    assert all(s["installed"] for s in status.values())
+    assert all(s["installed"] for kind, s in status.items() if kind != "reward")
+    assert status["reward"]["state"] == "missing" and "No reward model is registered" in status["reward"]["message"]
     (scorers / "open_clip" / "aesthetic_mlp.safetensors").unlink()
     status = {s["kind"]: s for s in selectors.scorer_status()}
     assert status["aesthetic"]["state"] == "missing" and "aesthetic_mlp" in status["aesthetic"]["message"]
@@ -176,7 +177,7 @@ def test_scorer_status_says_what_is_installed(scorers, db):
 
 def test_scorer_status_without_scorers(no_scorers, db):
     status = selectors.scorer_status()
-    assert [s["state"] for s in status] == ["missing", "missing", "missing"]
+    assert [s["state"] for s in status] == ["missing", "missing", "missing", "missing"]
     assert "CCIP is not installed: no folder" in status[0]["message"]
 
 

@@ -5,7 +5,7 @@ import json
 from io import StringIO
 
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import call_command
 
 
 @pytest.mark.parametrize("method, kind", [("dpo", "eps"), ("dpo", "v"), ("sft", "eps")])
@@ -20,8 +20,3 @@ def test_bench_training_prints_one_json_line_with_the_reference_loss(tiny_models
     assert data["method"] == method and data["prediction_type"] == kind
     assert abs(data["loss"] - data["reference_loss"]) <= 1e-5 and data["loss_equal_1e-5"] is True
     assert data["steps_per_s"] > 0 and data["peak_rss_mb"] > 0
-
-
-def test_the_reward_benchmark_is_not_here_yet_and_says_so(tiny_models):
-    with pytest.raises(CommandError, match="comes with the training app's Django side"):
-        call_command("bench_training", "--method", "reward", "--tiny-dir", tiny_models.root)

@@ -22,7 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from training.models import TrainingRun
-from training.services.registration import run_register_result
+from training.services.registration import run_register_result, run_register_reward_judge
 from training.services.runs import _held, _one_line, run_claim, run_fail, run_pause, run_progress, run_spec
 
 logger = logging.getLogger(__name__)
@@ -157,10 +157,12 @@ def run_finish(*, run: TrainingRun, token: str) -> SliceOutcome:
                                            step=steps, eta_seconds=0, finished_at=timezone.now()):
             return SliceOutcome("skipped")
         run.refresh_from_db()
-        if run.method != TrainingRun.Method.REWARD:
+        if run.method == TrainingRun.Method.REWARD:
+            message = run_register_reward_judge(run=run)
+        else:
             message = run_register_result(run=run)
-            if message:
-                TrainingRun.objects.filter(id=run.pk).update(error=_one_line(message))
+        if message:
+            TrainingRun.objects.filter(id=run.pk).update(error=_one_line(message))
     return SliceOutcome("done")
 
 

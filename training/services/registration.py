@@ -67,6 +67,19 @@ def run_register_result(*, run: TrainingRun) -> str:
     return ""
 
 
+def run_register_reward_judge(*, run: TrainingRun) -> str:
+    """Make a finished reward run's model the reward judge of the scorers (its agreement with people then shows on
+    the stats page; every image is queued for its score); "" on success, else why not (the run stays done)."""
+    from generation.scoring.services import ScoringError, reward_judge_register
+
+    path = (run.output_files or {}).get("model_file", "")
+    try:
+        reward_judge_register(path=path, name=f"reward run {run.pk} (dataset {run.dataset.sha256[:12]})")
+    except ScoringError as exc:
+        return f"the reward model could not be registered as a judge: {exc}"
+    return ""
+
+
 def _stored_upload(upload) -> str:
     """An uploaded .safetensors under TRAINING_DIR/uploads, named by its content hash."""
     if not upload.name.lower().endswith(".safetensors"):

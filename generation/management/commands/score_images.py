@@ -1,4 +1,4 @@
-"""Score generated images with the automatic judges (CCIP, aesthetic, prompt alignment).
+"""Score generated images with the automatic judges (CCIP, aesthetic, prompt alignment, the reward model).
 
     python manage.py score_images                      # every image, every installed scorer
     python manage.py score_images --missing-only       # only images without a score of the current scorer files
@@ -19,7 +19,7 @@ from generation.scoring.files import KINDS, ScoringError
 
 
 class Command(BaseCommand):
-    help = "Compute automatic scores (CCIP, aesthetic, alignment) for generated images."
+    help = "Compute automatic scores (CCIP, aesthetic, alignment, reward model) for generated images."
 
     def add_arguments(self, parser):
         parser.add_argument("--model", dest="model", default=None, help="only the images of this model variant (by name)")

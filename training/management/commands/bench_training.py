@@ -6,13 +6,23 @@ line: ``{"method", "steps_per_s", "s_per_step", "reference_s_per_step", "slowdow
 (training.trainers.bench.kto_effect); ``--method dpo --measure-learning --steps 60`` the held-out implicit accuracy
 of a DPO LoRA trained on judged labels against the same run on reversed labels (training.trainers.bench.dpo_learning).
 
-``--method reward`` is the reward model's benchmark of the training-runs issue: it makes its preference set with
-the tiny models and the synthetic judge voting through the real vote service, so it belongs with the Django side
-of training; until that lands it says so and exits (see ``BENCHMARKS``)."""
+``--method reward`` is the reward model's benchmark (training.benchmarks.reward): tiny-model images voted by the
+fixed synthetic judge (warmth) through the real poll and vote services, the reward model trained on the counted
+duels, and one JSON line ``{"pairs", "train_s", "pairs_per_s", "heldout_acc", "heldout_ci_low", "peak_rss_mb",
+...}`` (95% Wilson interval) with the shuffled-label control (``control_acc``, ``control_ci_low/high``, pooled over
+``--control-relabelings`` coin-flip relabelings; leave it out with ``--no-control``). It writes models, prompts,
+images, polls and votes, so it runs in a throwaway database: this command starts itself again on a fresh embedded SQLite file in a temporary folder (migrated first;
+media, tasks and cache there too, nothing reaches the configured database, broker or scorers) and relays its
+line; ``--current-database`` runs it in the configured database instead (tests, whose database is throwaway).
+It exits non-zero when ``heldout_ci_low`` is not above one half."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 from django.conf import settings
@@ -48,8 +58,46 @@ def _learning_measurement(options, tiny):
     return dpo_learning(parent, steps=options["steps"], seed=options["seed"], resolution=options["resolution"])
 
 
-# method -> function(options, tiny models) -> the JSON line's dict; the reward benchmark plugs in here
-BENCHMARKS = {"dpo": _step_benchmark, "sft": _step_benchmark}
+def _reward_benchmark(options, tiny):
+    from training.benchmarks import reward
+
+    with tempfile.TemporaryDirectory(prefix="bench-reward-clip-") as tmp:
+        clip = options["open_clip_dir"]
+        if not clip:
+            from io import StringIO
+
+            from django.core.management import call_command
+
+            call_command("make_tiny_scorers", tmp, stdout=StringIO())
+            clip = str(Path(tmp) / "open_clip")
+        return reward.run(tiny=tiny, open_clip_dir=clip, pairs=options["pairs"], seed=options["seed"],
+                          size=options["image_size"], heldout_fraction=options["heldout_fraction"],
+                          control=0 if options["no_control"] else options["control_relabelings"])
+
+
+def _in_throwaway_database(argv: list[str]) -> dict:
+    """Run ``manage.py bench_training ARGV --current-database`` on a fresh embedded SQLite database (migrated
+    first) in a temporary folder, with eager tasks, a local cache and media there; its JSON line."""
+    manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
+    with tempfile.TemporaryDirectory(prefix="bench-reward-db-") as tmp:
+        env = {**os.environ, "DATABASE_URL": f"sqlite:///{Path(tmp) / 'bench.sqlite3'}", "REDIS_URL": "",
+               "CELERY_BROKER_URL": "memory://", "CELERY_TASK_ALWAYS_EAGER": "1", "ARENA_VAR_DIR": str(Path(tmp) / "var"),
+               "MEDIA_ROOT": str(Path(tmp) / "media"), "ARENA_SCORERS_DIR": str(Path(tmp) / "no-scorers"),
+               "RATELIMIT_ENABLE": "0", "VOTER_DAILY_CAP": "0"}
+        migrated = subprocess.run([*manage, "migrate", "--noinput", "-v0"], env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True)
+        if migrated.returncode:
+            raise CommandError(f"cannot migrate the throwaway database: {migrated.stdout[-2000:]}")
+        done = subprocess.run([*manage, "bench_training", *argv, "--current-database"], env=env,
+                              stdout=subprocess.PIPE, text=True)
+        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+        if done.returncode not in (0, 1) or not lines:
+            raise CommandError(f"the benchmark's process failed (exit {done.returncode}); its output: {done.stdout[-2000:]}")
+        return json.loads(lines[-1])
+
+
+# method -> function(options, tiny models) -> the JSON line's dict
+BENCHMARKS = {"dpo": _step_benchmark, "sft": _step_benchmark, "reward": _reward_benchmark}
 
 
 class Command(BaseCommand):
@@ -70,6 +118,18 @@ class Command(BaseCommand):
         parser.add_argument("--measure-learning", action="store_true",
                             help="with --method dpo: held-out implicit accuracy after --steps steps, judged labels "
                                  "vs reversed ones (a measurement, not a speed benchmark)")
+        parser.add_argument("--pairs", type=int, default=100, help="with --method reward: duels to vote")
+        parser.add_argument("--image-size", type=int, default=256, help="with --method reward: generated image side")
+        parser.add_argument("--heldout-fraction", type=float, default=0.3,
+                            help="with --method reward: share of the polls held out")
+        parser.add_argument("--open-clip-dir", default=None,
+                            help="with --method reward: the frozen open_clip model (default: the tiny one, seed 0)")
+        parser.add_argument("--no-control", action="store_true", help="with --method reward: skip the shuffled-label control")
+        parser.add_argument("--control-relabelings", type=int, default=20,
+                            help="with --method reward: coin-flip relabelings the control pools")
+        parser.add_argument("--current-database", action="store_true",
+                            help="with --method reward: write to the configured database instead of a throwaway one "
+                                 "(for tests, whose database is throwaway already)")
 
     def handle(self, *args, **options):
         run = BENCHMARKS.get(options["method"])
@@ -77,19 +137,42 @@ class Command(BaseCommand):
             run = _kto_measurement
         elif options["method"] == "dpo" and options["measure_learning"]:
             run = _learning_measurement
-        if run is None:
-            raise CommandError(f"--method {options['method']}: this benchmark votes through the vote service and "
-                               "comes with the training app's Django side; available: " + ", ".join(BENCHMARKS))
         if options["steps"] < 1 or options["repeats"] < 1 or options["batch"] < 1:
             raise CommandError("--steps, --repeats and --batch must be at least 1")
+        if options["method"] == "reward":
+            if options["pairs"] < 10:
+                raise CommandError("--pairs must be at least 10")
+            if options["control_relabelings"] < 1:
+                raise CommandError("--control-relabelings must be at least 1 (--no-control leaves the control out)")
+            if not 0 < options["heldout_fraction"] < 1:
+                raise CommandError("--heldout-fraction must be between 0 and 1")
+            if options["image_size"] < 256 or options["image_size"] % 64:
+                raise CommandError("--image-size must be a multiple of 64, at least 256 (the generation minimum)")
+            if options["open_clip_dir"] and not Path(options["open_clip_dir"]).is_dir():
+                raise CommandError(f"--open-clip-dir {options['open_clip_dir']}: no such folder")
         from generation.tiny import make_tiny_models
         from training.trainers.errors import TrainingError
 
-        tiny = make_tiny_models(Path(options["tiny_dir"] or Path(settings.MODELS_DIR) / "tiny"))
-        try:
-            line = run(options, tiny)
-        except TrainingError as exc:
-            raise CommandError(str(exc)) from None
+        tiny_dir = Path(options["tiny_dir"] or Path(settings.MODELS_DIR) / "tiny")
+        tiny = make_tiny_models(tiny_dir)
+        if options["method"] == "reward" and not options["current_database"]:
+            argv = ["--method", "reward", "--seed", str(options["seed"]), "--pairs", str(options["pairs"]),
+                    "--heldout-fraction", str(options["heldout_fraction"]), "--image-size", str(options["image_size"]),
+                    "--tiny-dir", str(tiny_dir.resolve())]
+            if options["open_clip_dir"]:
+                argv += ["--open-clip-dir", str(Path(options["open_clip_dir"]).resolve())]
+            if options["no_control"]:
+                argv.append("--no-control")
+            argv += ["--control-relabelings", str(options["control_relabelings"])]
+            line = _in_throwaway_database(argv)
+        else:
+            try:
+                line = run(options, tiny)
+            except TrainingError as exc:
+                raise CommandError(str(exc)) from None
         self.stdout.write(json.dumps(line, sort_keys=True))
+        if options["method"] == "reward" and not (line.get("heldout_ci_low") or 0) > 0.5:
+            raise CommandError(f"the reward model does not agree with the judge above chance on held-out pairs: "
+                               f"heldout_ci_low {line.get('heldout_ci_low')}")
         if not line.get("loss_equal_1e-5", True):
             raise CommandError(f"our loss {line['loss']} differs from the reference's {line['reference_loss']}")
