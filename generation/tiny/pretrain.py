@@ -5,15 +5,14 @@ Three stages, all on the CPU, seeded:
 1. **VAE** (``train_vae``): the AutoencoderKL's encoder is taught a fixed latent (``latent_target``: per 8x8
    cell the mean colour and the grey spread, standardised so latents x ``scaling_factor``, SDXL's 0.13025, are
    ~N(0, 1) as SDXL's are) and its decoder to draw the picture back from it.
-2. **v-prediction UNet** (``train_unet``) with both text encoders: the denoising loss (v target, the zero
-   terminal SNR schedule the v variant samples with) on the pictures' latents,
+2. **Epsilon UNet** (``train_unet``) with both text encoders: the usual denoising loss on the pictures' latents,
    uniform timesteps on the SDXL schedule, the captions encoded as generation encodes prompts (penultimate
    hidden states of both encoders concatenated, the second one's pooled projection, added time ids
    ``(h, w, 0, 0, h, w)``). 10% of captions are dropped to zeros (what an empty negative prompt is in SDXL) and
    5% to filler tags only, so classifier-free guidance has an unconditional model to push away from. Batches
    alternate between 64 px and 128 px pictures so the model is not tied to one latent size.
-3. **Epsilon UNet**: started from the v model's weights (UNet and text encoders), trained on the epsilon
-   target weighted by 1 + 1/SNR (capped), so high-noise steps, where the caption matters, count.
+3. **v-prediction UNet**: started from the epsilon model's weights, trained on the v target with the zero
+   terminal SNR schedule (``rescale_betas_zero_snr``) the v variant samples with.
 
 ``pretrain(eps_pipe, v_pipe)`` trains the modules of two StableDiffusionXLPipelines in place and returns a
 dict of measurements (losses, seconds) for the manifest.
@@ -33,8 +32,8 @@ VAE_STEPS = 500
 VAE_BATCH = 16
 VAE_CROP = 32  # the VAE is convolutional: trained on 32 px pictures, used at any size
 LR_VAE = 2e-3
-V_STEPS = 700
-EPS_STEPS = 300
+EPS_STEPS = 700
+V_STEPS = 250
 POOL_64 = 2048
 POOL_128 = 256
 BATCH_64 = 48  # the tiny UNet's CPU step is overhead-bound: a bigger batch costs little more
@@ -249,8 +248,8 @@ def train_unet(pipe, pools, *, prediction_type: str, steps: int, seed: int, log,
 
 
 def pretrain(eps_pipe, v_pipe, *, seed: int = 0, log=None) -> dict:
-    """Train the VAE, then the v UNet and text encoders, then the epsilon UNet from a copy of the v pipe's
-    modules (both share the VAE). Returns measurements for the manifest."""
+    """Train the VAE, then the epsilon UNet and text encoders, then the v UNet; ``v_pipe`` gets the eps pipe's
+    VAE and a copy of its trained modules to start from. Returns measurements for the manifest."""
     torch = _torch()
     say = log or (lambda msg: None)
     threads = torch.get_num_threads()
@@ -258,19 +257,18 @@ def pretrain(eps_pipe, v_pipe, *, seed: int = 0, log=None) -> dict:
     try:
         torch.manual_seed(seed)
         say("pre-training the tiny VAE on procedural pictures")
-        stats = train_vae(v_pipe.vae, seed=seed + 1, log=say)
+        stats = train_vae(eps_pipe.vae, seed=seed + 1, log=say)
         specs64, img64 = make_pool(seed + 2, POOL_64, 64)
         specs128, img128 = make_pool(seed + 3, POOL_128, 128)
-        pools = {64: (specs64, _encode_pool(v_pipe.vae, img64)), 128: (specs128, _encode_pool(v_pipe.vae, img128))}
+        pools = {64: (specs64, _encode_pool(eps_pipe.vae, img64)), 128: (specs128, _encode_pool(eps_pipe.vae, img128))}
         stats["latent_std"] = [round(float(v), 3) for v in pools[64][1].std(dim=(0, 2, 3))]
-        # v first: its target at high noise is the picture itself, so it learns to read the caption quickly (an
-        # epsilon model trained first for as long hardly did); the epsilon model then starts from its weights.
-        say("pre-training the v-prediction UNet and text encoders")
-        stats.update(train_unet(v_pipe, pools, prediction_type="v_prediction", steps=V_STEPS, seed=seed + 4, log=say))
-        for name in ("vae", "unet", "text_encoder", "text_encoder_2"):
-            getattr(eps_pipe, name).load_state_dict(copy.deepcopy(getattr(v_pipe, name).state_dict()))
-        say("pre-training the epsilon UNet (from the v-prediction weights)")
-        stats.update(train_unet(eps_pipe, pools, prediction_type="epsilon", steps=EPS_STEPS, seed=seed + 5, log=say))
+        say("pre-training the epsilon UNet and text encoders")
+        stats.update(train_unet(eps_pipe, pools, prediction_type="epsilon", steps=EPS_STEPS, seed=seed + 4, log=say))
+        v_pipe.vae.load_state_dict(eps_pipe.vae.state_dict())
+        for name in ("unet", "text_encoder", "text_encoder_2"):
+            getattr(v_pipe, name).load_state_dict(copy.deepcopy(getattr(eps_pipe, name).state_dict()))
+        say("pre-training the v-prediction UNet (from the epsilon weights)")
+        stats.update(train_unet(v_pipe, pools, prediction_type="v_prediction", steps=V_STEPS, seed=seed + 5, log=say))
     finally:
         torch.set_num_threads(threads)
     return stats
