@@ -10,8 +10,10 @@ PORT ?= 8000
 PG_URL ?= postgres://postgres:postgres@127.0.0.1:5432/arena
 REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
 PYTEST_ARGS ?=
+# The tests' pre-trained tiny models: built once (minutes), reused while generation/tiny is unchanged.
+TINY_DIR ?= var/cache/tiny-models
 
-.PHONY: install run test test-services test-postgres test-embedded demo bench clean
+.PHONY: install run test test-services test-postgres test-embedded tiny-models demo bench clean
 
 install: $(STAMP)
 
@@ -42,18 +44,21 @@ run: demo
 test-services:
 	bash scripts/test-services.sh
 
-test: install test-services
+tiny-models: install
+	$(PY) manage.py make_tiny_models $(TINY_DIR)
+
+test: install test-services tiny-models
 	$(MAKE) --no-print-directory test-postgres
 	$(MAKE) --no-print-directory test-embedded
 
 test-postgres:
 	@echo "=== suite against PostgreSQL and Redis ==="
-	DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_TEST_URL) CELERY_TASK_ALWAYS_EAGER=1 ARENA_TEST_REDIS_URL=$(REDIS_TEST_URL) \
+	ARENA_TINY_MODELS_DIR=$(abspath $(TINY_DIR)) DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_TEST_URL) CELERY_TASK_ALWAYS_EAGER=1 ARENA_TEST_REDIS_URL=$(REDIS_TEST_URL) \
 		$(PY) -m pytest $(PYTEST_ARGS)
 
 test-embedded:
 	@echo "=== suite in the embedded configuration (SQLite, eager tasks, local-memory cache) ==="
-	env -u DATABASE_URL -u REDIS_URL ARENA_TEST_REDIS_URL=$(REDIS_TEST_URL) $(PY) -m pytest $(PYTEST_ARGS)
+	env -u DATABASE_URL -u REDIS_URL ARENA_TINY_MODELS_DIR=$(abspath $(TINY_DIR)) ARENA_TEST_REDIS_URL=$(REDIS_TEST_URL) $(PY) -m pytest $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) var

@@ -28,9 +28,11 @@ def _media_and_cache(settings, tmp_path):
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
-    """Tiny SDXL-shaped models (random weights, the real diffusers/transformers classes), built once per
-    session by ``generation.tiny.make_tiny_models``; a ``generation.tiny.TinyModels`` of paths (see
-    tests/generation/conftest.py). Set ARENA_TINY_MODELS_DIR to reuse one build across sessions.
+    """Tiny SDXL-shaped models (the real diffusers/transformers classes, pre-trained on procedural captioned
+    pictures), from ``generation.tiny.make_tiny_models``; a ``generation.tiny.TinyModels`` of paths (see
+    tests/generation/conftest.py). The build takes minutes once, so it is cached across sessions in
+    ARENA_TINY_MODELS_DIR, by default VAR_DIR/cache/tiny-models (content-keyed: a code change rebuilds;
+    `make tiny-models` builds it before the suite).
 
     Torch runs single-threaded unless OMP_NUM_THREADS says otherwise: tiny models gain nothing from threads,
     and on shared CPUs OpenMP's spin-waiting threads made the generation tests 2-3x slower."""
@@ -39,5 +41,7 @@ def tiny_models(tmp_path_factory):
     from generation.tiny import make_tiny_models
 
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS") or 1)))
-    root = os.environ.get("ARENA_TINY_MODELS_DIR") or tmp_path_factory.mktemp("tiny-models")
+    from django.conf import settings
+
+    root = os.environ.get("ARENA_TINY_MODELS_DIR") or settings.VAR_DIR / "cache" / "tiny-models"
     return make_tiny_models(root)

@@ -127,6 +127,9 @@ TINY = {
         "attention_head_dim": [2, 4, 4],
         "block_out_channels": [32, 64, 64],
         "cross_attention_dim": 96,
+        # 8 groups (4-8 channels each), not SDXL's 32: GroupNorm(32, 32) is a per-channel instance norm, which
+        # removes each channel's mean and left the pre-trained tiny model unable to say "red" everywhere
+        "norm_num_groups": 8,
         "addition_time_embed_dim": 8,
         "projection_class_embeddings_input_dim": 64 + 6 * 8,
         "sample_size": 32,
@@ -137,7 +140,8 @@ TINY = {
         "block_out_channels": [8, 16, 32, 32],
         "force_upcast": False,
         "layers_per_block": 1,
-        "norm_num_groups": 8,
+        # one group: with 8 groups on 8 channels the decoder's last norm removed every channel's mean (colour)
+        "norm_num_groups": 1,
         "sample_size": 256,
     },
     "text_encoder": {

@@ -1,7 +1,7 @@
 """Fixtures shared by the generation tests.
 
-``tiny_models``: tiny SDXL-shaped models (random weights, real diffusers/transformers classes) built once per
-test session, by ``generation.tiny.make_tiny_models``. It returns a ``generation.tiny.TinyModels`` whose fields
+``tiny_models``: tiny SDXL-shaped models (real diffusers/transformers classes, pre-trained on procedural
+captioned pictures) from ``generation.tiny.make_tiny_models``, cached across sessions. It returns a ``generation.tiny.TinyModels`` whose fields
 (also readable as ``tiny_models["eps_dir"]``) are paths as str:
 
     eps_dir, eps_file        epsilon model: diffusers folder / single .safetensors (SGM/A1111 layout)
@@ -11,7 +11,8 @@ test session, by ``generation.tiny.make_tiny_models``. It returns a ``generation
     config_dir               local diffusers config folder for the single files
     root                     the folder holding all of the above
 
-Set ARENA_TINY_MODELS_DIR to reuse one build across sessions (the build is idempotent).
+The build (minutes, once) is cached in ARENA_TINY_MODELS_DIR, default VAR_DIR/cache/tiny-models; it is
+content-keyed, so a change of generation/tiny or the tiny configs rebuilds it.
 Nothing reaches a model hub: HF_HUB_OFFLINE is set for the session.
 
 Torch runs single-threaded here unless OMP_NUM_THREADS says otherwise: tiny models gain nothing from threads,

@@ -1,4 +1,4 @@
-"""Tiny SDXL-shaped models with random weights, for the demo and the tests.
+"""Tiny SDXL-shaped models, pre-trained on procedural captioned pictures (``pretrain``), for the demo and the tests.
 
 Same diffusers / transformers classes as a real SDXL checkpoint (UNet2DConditionModel with text_time added
 conditioning, AutoencoderKL, CLIPTextModel + CLIPTextModelWithProjection, CLIPTokenizers built from open_clip's
@@ -11,23 +11,29 @@ BPE vocabulary), tiny widths. Written as:
     lora_kohya.safetensors   a kohya-format LoRA (lora_unet_*, lora_te1_*, lora_te2_*, .alpha)
     lora_diffusers/          the same LoRA in diffusers format (pytorch_lora_weights.safetensors)
     config/                  the local diffusers config folder the single files load with
-    manifest.json            what was written, and the build version (re-running with it in place is a no-op)
+    manifest.json            the build key (content hash), what was written, the pre-training's measurements
+                             (re-running with the same key in place is a no-op)
 
-Everything is seeded, so two builds give identical files. Their images are noise; the machinery is real.
+Everything is seeded. The pre-trained models draw what their prompt names (colours, shapes, place, size,
+brightness, a few scenes; see ``shapes``), and vary with the seed; ``pretrained=False`` gives the seeded random
+weights (noise images) of the first builds.
 Nothing here downloads anything.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import tempfile
+import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 # Bump when the files change shape or content so old builds are rebuilt.
-BUILD_VERSION = 1
+BUILD_VERSION = 2
 LORA_RANK = 4
 LORA_ALPHA = 2.0
 
@@ -69,7 +75,7 @@ def build_tiny_pipeline(*, seed: int, prediction_type: str = "epsilon", config_d
     from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-    from .pipelines.configs import TINY
+    from generation.pipelines.configs import TINY
 
     config_dir = Path(config_dir)
 
@@ -109,7 +115,7 @@ def write_single_file(pipe, path: str | os.PathLike, *, v_pred: bool = False) ->
     import torch
     from safetensors.torch import save_file
 
-    from .pipelines.sgm import pipeline_to_sgm
+    from generation.pipelines.sgm import pipeline_to_sgm
 
     sd = pipeline_to_sgm(pipe)
     metadata = {"format": "pt", "modelspec.architecture": "stable-diffusion-xl-v1-base", "arena.tiny": "1"}
@@ -142,7 +148,7 @@ def write_kohya_lora(pipe, path: str | os.PathLike, *, seed: int, rank: int = LO
     import torch
     from safetensors.torch import save_file
 
-    from .pipelines.sgm import unet_module_to_kohya
+    from generation.pipelines.sgm import unet_module_to_kohya
 
     gen = torch.Generator().manual_seed(seed)
     unet_config = dict(pipe.unet.config)
@@ -196,54 +202,136 @@ def write_diffusers_lora(pipe, kohya_path: str | os.PathLike, folder: str | os.P
     )
 
 
-def _complete(root: Path) -> bool:
-    manifest = root / "manifest.json"
-    if not manifest.is_file():
-        return False
+def training_scheduler(scheduler_config, prediction_type: str):
+    """DDPMScheduler on the tiny models' betas: epsilon, or v-prediction with zero terminal SNR (as the v variant
+    samples); ``prediction_type`` is diffusers' name ("epsilon" | "v_prediction")."""
+    from diffusers import DDPMScheduler
+
+    config = {k: v for k, v in dict(scheduler_config).items() if not k.startswith("_")}
+    config["prediction_type"] = prediction_type
+    config["rescale_betas_zero_snr"] = prediction_type == "v_prediction"
+    return DDPMScheduler.from_config(config)
+
+
+def build_key(*, pretrained: bool = True) -> str:
+    """Content key of a build: this package's code (its syntax trees, docstrings and comments left out), the
+    tiny configs, and the torch / diffusers / transformers versions (a change of any of them rebuilds)."""
+    import importlib.metadata
+
+    from generation.pipelines.configs import TINY
+
+    h = hashlib.sha256()
+    h.update(f"version={BUILD_VERSION};pretrained={pretrained}".encode())
+    for f in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(f.name.encode())
+        h.update(_code_only(f.read_text()).encode())
+    h.update(json.dumps(TINY, sort_keys=True, default=str).encode())
+    for dist in ("torch", "diffusers", "transformers"):
+        try:
+            h.update(f"{dist}={importlib.metadata.version(dist)}".encode())
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return h.hexdigest()[:16]
+
+
+def _code_only(source: str) -> str:
+    """The module's syntax tree without docstrings (comments are not in it): editing prose does not rebuild."""
+    import ast
+
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                and isinstance(getattr(body[0], "value", None), ast.Constant) and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
+
+
+def read_manifest(root: str | os.PathLike) -> dict | None:
     try:
-        data = json.loads(manifest.read_text())
-    except ValueError:
+        return json.loads(Path(root, "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _complete(root: Path, key: str) -> bool:
+    data = read_manifest(root)
+    if not data:
         return False
-    return data.get("version") == BUILD_VERSION and all(Path(p).exists() for p in _paths(root).as_dict().values())
+    return data.get("key") == key and all(Path(p).exists() for p in _paths(root).as_dict().values())
 
 
-def make_tiny_models(out_dir: str | os.PathLike, *, force: bool = False, log=None) -> TinyModels:
+@contextmanager
+def _locked(root: Path):
+    """An exclusive lock on ``root/.lock``, so concurrent test sessions build once and the others wait."""
+    import fcntl
+
+    with open(root / ".lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def make_tiny_models(out_dir: str | os.PathLike, *, force: bool = False, log=None, pretrained: bool = True) -> TinyModels:
     """Build (or find already built) tiny models under ``out_dir`` and return their paths.
 
-    Idempotent: a complete build of the same version is left alone. Builds into a staging folder next to the
-    target and moves files in place, so an interrupted run never leaves a half-written model.
+    Cached and content-keyed: a complete build with the same ``build_key`` is left alone (the manifest records
+    the key, what was written and the pre-training's measurements); a changed source, config or library
+    version rebuilds. The pre-training (``pretrain``; ``pretrained=False`` keeps the seeded random weights)
+    takes a few minutes on 2 cores, once. Builds into a staging folder next to the target and moves files in
+    place under a file lock, so an interrupted run never leaves a half-written model and two processes
+    building the same folder build it once.
     """
     root = Path(out_dir).resolve()
     say = log or (lambda msg: None)
-    if not force and _complete(root):
-        say(f"tiny models already built in {root}")
+    key = build_key(pretrained=pretrained)
+    if not force and _complete(root, key):
+        say(f"tiny models already built in {root} (key {key})")
         return _paths(root)
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from .pipelines.configs import TINY, write_config_folder
-
     root.mkdir(parents=True, exist_ok=True)
+    with _locked(root):
+        if not force and _complete(root, key):  # another process built it while we waited
+            say(f"tiny models already built in {root} (key {key})")
+            return _paths(root)
+        _build(root, key, pretrained=pretrained, say=say)
+    return _paths(root)
+
+
+def _build(root: Path, key: str, *, pretrained: bool, say) -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from generation.pipelines.configs import TINY, write_config_folder
+
+    started = time.perf_counter()
     staging = Path(tempfile.mkdtemp(prefix=".tiny-build-", dir=root))
     try:
         s = _paths(staging)
         write_config_folder(s.config_dir, TINY)
         say(f"wrote {Path(root, 'config')} (diffusers config folder for the single files)")
         eps = build_tiny_pipeline(seed=1, prediction_type="epsilon", config_dir=s.config_dir)
+        v = build_tiny_pipeline(seed=2, prediction_type="v_prediction", config_dir=s.config_dir)
+        training = {}
+        if pretrained:
+            from .pretrain import pretrain
+
+            training = pretrain(eps, v, seed=0, log=say)
         eps.save_pretrained(s.eps_dir, safe_serialization=True)
         write_single_file(eps, s.eps_file)
-        v = build_tiny_pipeline(seed=2, prediction_type="v_prediction", config_dir=s.config_dir)
         v.save_pretrained(s.v_dir, safe_serialization=True)
         write_single_file(v, s.v_file, v_pred=True)
         write_kohya_lora(eps, s.lora_kohya, seed=3)
         write_diffusers_lora(eps, s.lora_kohya, s.lora_diffusers)
-        manifest = {"version": BUILD_VERSION, "files": {k: os.path.relpath(p, staging) for k, p in s.as_dict().items()
-                                                        if k != "root"}}
+        manifest = {"version": BUILD_VERSION, "key": key, "pretrained": pretrained,
+                    "build_s": round(time.perf_counter() - started, 1), "torch_threads": _threads(),
+                    "training": training,
+                    "files": {k: os.path.relpath(p, staging) for k, p in s.as_dict().items() if k != "root"}}
         Path(staging, "manifest.json").write_text(json.dumps(manifest, indent=2))
         final = _paths(root)
-        for key, src in s.as_dict().items():
-            if key == "root":
+        for name, src in s.as_dict().items():
+            if name == "root":
                 continue
-            dst = Path(getattr(final, key))
+            dst = Path(getattr(final, name))
             if dst.is_dir():
                 shutil.rmtree(dst)
             elif dst.exists():
@@ -251,6 +339,10 @@ def make_tiny_models(out_dir: str | os.PathLike, *, force: bool = False, log=Non
             os.replace(src, dst)
             say(f"wrote {dst}")
         os.replace(staging / "manifest.json", root / "manifest.json")
+        say(f"tiny models built in {manifest['build_s']:.0f} s (key {key})")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return _paths(root)
+
+
+def _threads() -> int:
+    return min(2, os.cpu_count() or 1)
