@@ -200,6 +200,9 @@ ARENA_PUBLIC_VOTE_LOG = env_bool("ARENA_PUBLIC_VOTE_LOG", True)
 
 # --- generation -------------------------------------------------------------------------------------------
 MODELS_DIR = Path(env_str("ARENA_MODELS_DIR", str(VAR_DIR / "models")))
+# The pre-trained tiny models (generation.tiny; content-keyed, built once in minutes): the demo, the tests and the
+# training benchmarks share one build.
+TINY_MODELS_DIR = Path(env_str("ARENA_TINY_MODELS_DIR", str(VAR_DIR / "cache" / "tiny-models")))
 PIPELINE_CACHE_SIZE = env_int("PIPELINE_CACHE_SIZE", 2, minimum=1)
 GENERATION_BATCH_SIZE = env_int("GENERATION_BATCH_SIZE", 4, minimum=1)
 GENERATION_DEVICE = env_str("GENERATION_DEVICE", "auto")  # auto | cpu | cuda | cuda:N

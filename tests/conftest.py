@@ -43,5 +43,5 @@ def tiny_models(tmp_path_factory):
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS") or 1)))
     from django.conf import settings
 
-    root = os.environ.get("ARENA_TINY_MODELS_DIR") or settings.VAR_DIR / "cache" / "tiny-models"
+    root = settings.TINY_MODELS_DIR  # ARENA_TINY_MODELS_DIR, by default VAR_DIR/cache/tiny-models
     return make_tiny_models(root)

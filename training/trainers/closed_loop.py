@@ -48,7 +48,7 @@ class LoopSettings:
     method: str = "dpo"  # "dpo" | "sft" (sft trains on the winners)
     labels: str = "true"  # "true" | "shuffled" | "reversed"
     judge: str = "warmth"
-    pairs: int = 96
+    pairs: int = 64  # measured (v parent, 3 seeds): DPO win rate 0.85-0.94, MSE ratio <= 1.05; 96 pairs x 150 steps gave 1.10
     heldout_polls: int = 64
     seed: int = 0  # the run's seed: prompts, image seeds, training
     # generation (the parent's and the child's images)
@@ -58,7 +58,7 @@ class LoopSettings:
     sampler: str = "Euler a"
     negative_prompt: str = "worst quality, low quality"
     # training
-    train_steps: int = 150
+    train_steps: int = 100
     learning_rate: float = 1e-3
     beta_dpo: float = 5000.0
     network_dim: int = 8

@@ -44,7 +44,7 @@ class Command(BaseCommand):
         parser.add_argument("--size", type=int, default=256)
         parser.add_argument("--batch-size", type=int, default=None, help="default: GENERATION_BATCH_SIZE")
         parser.add_argument("--device", default=None, help="default: GENERATION_DEVICE")
-        parser.add_argument("--tiny-dir", default=None, help="default: MODELS_DIR/tiny (built if missing)")
+        parser.add_argument("--tiny-dir", default=None, help="default: TINY_MODELS_DIR (built if missing)")
 
     def handle(self, *args, **options):
         if options["prompts"] < 1 or options["seeds"] < 1:
@@ -52,7 +52,7 @@ class Command(BaseCommand):
         errors = services.size_errors(width=options["size"], height=options["size"])
         if errors:
             raise CommandError("; ".join(errors))
-        tiny_dir = Path(options["tiny_dir"] or Path(settings.MODELS_DIR) / "tiny")
+        tiny_dir = Path(options["tiny_dir"] or Path(settings.TINY_MODELS_DIR))
         call_command("make_tiny_models", str(tiny_dir), stdout=open("/dev/null", "w"))
         from generation.tiny import make_tiny_models
 

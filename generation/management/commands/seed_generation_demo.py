@@ -1,6 +1,6 @@
 """``manage.py seed_generation_demo``: the demo's models, prompts, characters and images (used by ``make run``).
 
-Builds the tiny models into ``MODELS_DIR/tiny`` if missing, registers four enabled variants (four are needed
+Builds the tiny models into ``TINY_MODELS_DIR`` if missing, registers four enabled variants (four are needed
 for 4-way polls), imports the "Demo characters" prompt set, schedules a job over them at 256×256 with few
 steps and two seeds through the real queue path (in process when no broker is configured), and gives each
 character reference images made from its generated images. Safe to run again: what exists is kept."""
@@ -51,7 +51,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         started = time.perf_counter()
-        tiny_dir = Path(settings.MODELS_DIR) / "tiny"
+        tiny_dir = Path(settings.TINY_MODELS_DIR)
         call_command("make_tiny_models", str(tiny_dir), stdout=self.stdout, stderr=self.stderr)
         from generation.tiny import make_tiny_models
 

@@ -111,7 +111,7 @@ class Command(BaseCommand):
         parser.add_argument("--batch", type=int, default=2)
         parser.add_argument("--resolution", type=int, default=64)
         parser.add_argument("--seed", type=int, default=0)
-        parser.add_argument("--tiny-dir", default=None, help="default: MODELS_DIR/tiny (built if missing)")
+        parser.add_argument("--tiny-dir", default=None, help="default: TINY_MODELS_DIR (built if missing)")
         parser.add_argument("--measure-kto", action="store_true",
                             help="with --method dpo: measure the both-bad KTO term instead (--steps training steps)")
         parser.add_argument("--kto-weight", type=float, default=1.0)
@@ -153,7 +153,7 @@ class Command(BaseCommand):
         from generation.tiny import make_tiny_models
         from training.trainers.errors import TrainingError
 
-        tiny_dir = Path(options["tiny_dir"] or Path(settings.MODELS_DIR) / "tiny")
+        tiny_dir = Path(options["tiny_dir"] or Path(settings.TINY_MODELS_DIR))
         tiny = make_tiny_models(tiny_dir)
         if options["method"] == "reward" and not options["current_database"]:
             argv = ["--method", "reward", "--seed", str(options["seed"]), "--pairs", str(options["pairs"]),
