@@ -283,7 +283,20 @@ def test_lora_changes_the_output_and_its_weight_scales_the_change(tiny_models, l
         b = getattr(with_lora["kohya", 0.0].pipe, component).state_dict()
         assert all(torch.equal(a[k], b[k]) for k in a), component
     assert diff["kohya", 0.0] < 1e-5
-    assert 1e-3 < diff["kohya", 0.5] < diff["kohya", 1.0]
+    assert diff["kohya", 0.5] > 1e-3 and diff["kohya", 1.0] > 1e-3
+    # the weight scales the change where it is applied, in the fused weights: delta(0.5) = delta(1.0) / 2 (the
+    # image change need not grow with it: sampling is not linear, and on the pre-trained tiny model it did not)
+    moved = 0
+    for component in ("unet", "text_encoder", "text_encoder_2"):
+        a = getattr(plain.pipe, component).state_dict()
+        half = getattr(with_lora["kohya", 0.5].pipe, component).state_dict()
+        full = getattr(with_lora["kohya", 1.0].pipe, component).state_dict()
+        for k in a:
+            d_full = (full[k].double() - a[k].double())
+            if d_full.abs().max() > 0:
+                moved += 1
+                torch.testing.assert_close(half[k].double() - a[k].double(), d_full / 2, rtol=1e-3, atol=1e-6)
+    assert moved > 0
     # the diffusers-format copy of the same LoRA gives the same image
     np.testing.assert_allclose(image["diffusers", 1.0], image["kohya", 1.0], atol=1e-4)
     # the kohya LoRA reaches the UNet and both text encoders, fused: no adapter layers are left behind
