@@ -32,7 +32,10 @@ def test_reward_benchmark_learns_the_judge_and_not_shuffled_labels(bench_line):
     assert {"pairs", "train_s", "pairs_per_s", "heldout_acc", "heldout_ci_low", "peak_rss_mb"} <= set(line)
     assert line["pairs"] + line["votes"]["tie"] == sum(line["votes"].values()) == int(PAIRS)
     assert line["heldout_pairs"] >= 8 and line["heldout_ci_low"] > 0.5, line
-    assert line["control_ci_low"] < 0.5 < line["control_ci_high"], line
+    # the control's pooled count is exactly Binomial(n, 1/2): its 95% interval misses one half one run in twenty
+    # by construction (a CI run drew 274/600), so the test asks the exact test's p-value for 1-in-1000 evidence
+    assert line["control_p_value"] > 0.001, line
+    assert line["control_ci_low"] < line["control_acc"] < line["control_ci_high"]
     assert line["control_relabelings"] == 20 and line["control_heldout_pairs"] == 20 * line["heldout_pairs"]
     assert line["train_s"] > 0 and line["pairs_per_s"] > 0 and line["peak_rss_mb"] > 0
     # the votes went through the vote service and are counted in the log
@@ -81,3 +84,15 @@ def test_the_caching_embedder_gives_the_same_embeddings_and_embeds_each_picture_
     assert np.allclose(first, real(pictures)) and np.allclose(again[:2], first[[2, 0]])
     assert calls == [3, 1]  # only the new picture was embedded the second time
     assert np.allclose(cached.text_embeddings(["a", "b", "a"]), inner.text_embeddings(["a", "b", "a"]))
+
+
+@pytest.mark.parametrize("right, total", [(274, 600), (300, 600), (7, 30), (29.5, 30), (0, 10)])
+def test_the_controls_p_value_is_the_exact_two_sided_binomial_test(right, total):
+    from math import comb
+
+    from training.benchmarks.reward import chance_p_value
+
+    k = round(right)
+    # by hand: twice the smaller tail of Binomial(total, 1/2), capped at 1 (the distribution is symmetric)
+    tail = sum(comb(total, i) for i in range(0, min(k, total - k) + 1)) / 2 ** total
+    assert chance_p_value(right, total) == pytest.approx(min(1.0, 2 * tail), rel=1e-9)

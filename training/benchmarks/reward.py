@@ -30,9 +30,12 @@ resident set), the generation and voting times, and the **control**: the same im
 shuffled (each pair row's label by a seeded coin flip), trained and evaluated ``control`` times with fresh coins
 and pooled: ``control_acc`` / ``control_ci_low`` / ``control_ci_high`` (Wilson, over ``control_heldout_pairs`` =
 relabelings x held-out pairs; each held-out coin is a fresh fair coin independent of what the head was trained on,
-so the pooled count is binomial) -- its interval should contain one half. One relabeling alone is a 30-pair
-coin-flip experiment whose 95% interval misses one half one time in twenty (measured at seed 0: one relabeling
-7/30, interval 0.12-0.41; five 62/150, 0.34-0.49), so the default pools twenty.
+so the pooled count is binomial) -- its interval should contain one half -- and ``control_p_value``, the exact
+binomial test of that count against one half. One relabeling alone is a 30-pair coin-flip experiment (measured at
+seed 0: one relabeling 7/30, interval 0.12-0.41; five 62/150, 0.34-0.49), so the default pools twenty. Being an
+exact coin-flip count, the 95% interval still misses one half one run in twenty whatever the pooling (a clean
+CI run drew 274/600, 0.417-0.497, p = 0.04); the test therefore asks for p > 0.001, a false alarm one run in a
+thousand.
 
 **What the head can learn here.** The random-weight tiny models' images vary little from seed to seed (warmth
 spread 0.0005 for eps, 0.0017 for v), and the v-prediction model's are warmer than the eps model's at every seed
@@ -162,6 +165,15 @@ def duel_rows(prompt_set) -> list:
     return services.dataset_expand(filters=filters).rows
 
 
+def chance_p_value(right: float, total: int) -> float | None:
+    """The exact two-sided binomial test of ``right`` correct out of ``total`` against one half (a prediction tie,
+    counted as half right, rounds to the nearer count): how often pure coin flips land at least this far from
+    one half. Under the control's null the pooled count is exactly Binomial(total, 1/2), so this is uniform."""
+    from scipy.stats import binomtest
+
+    return float(binomtest(int(round(right)), total, 0.5).pvalue) if total else None
+
+
 def shuffled(rows: list, seed: int) -> list:
     """The control: each pair row's label replaced by a seeded coin flip; images, polls and ties unchanged.
     (Not a permutation of the labels: that fixes their total, so the held-out labels would lean against whatever
@@ -251,6 +263,7 @@ def run(*, tiny, open_clip_dir: str, pairs: int = 100, seed: int = 0, size: int 
                 total += c.heldout_pairs
             low, high = wilson_interval(right, int(total))
             out.update(control_relabelings=control, control_heldout_pairs=int(total),
-                       control_acc=right / total if total else None, control_ci_low=low, control_ci_high=high)
+                       control_acc=right / total if total else None, control_ci_low=low, control_ci_high=high,
+                       control_p_value=chance_p_value(right, int(total)))
     out["peak_rss_mb"] = round(peak_rss_mb(), 1)
     return out
