@@ -81,7 +81,7 @@ DEMO_UPGRADE_MAX_WAITS = 240  # an hour of waiting for the pre-trained demo job
 def demo_upgrade(self) -> str:
     """Build the pre-trained tiny models and move the demo onto them (``services.demo_upgrade``; minutes, on the
     ``train`` queue so the ``gpu`` worker keeps making images); while their job runs, look again later."""
-    status = services.demo_upgrade()
+    status = services.demo_upgrade(resume=self.request.retries == 0)  # a first delivery resumes a killed run's job
     if status == "waiting" and not self.request.is_eager:
         raise self.retry(countdown=DEMO_UPGRADE_WAIT_SECONDS)
     return status

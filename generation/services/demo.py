@@ -53,10 +53,12 @@ SIZE = 256
 STEPS = 4
 CFG = 5.0
 # The random-weight demo is the first run's, which must seed in under a minute on 2 cores: fewer images (their
-# pictures are noise anyway). The pre-trained demo, built in the background, makes the full set.
+# pictures are noise anyway): one prompt per character, one seed, 2 steps. The pre-trained demo, built in the
+# background, makes the full set.
+RANDOM_PROMPTS_PER_CHARACTER = 1
 RANDOM_SEEDS = [1]
 RANDOM_SIZE = 256
-RANDOM_STEPS = 4
+RANDOM_STEPS = 2
 # The four variants (four are needed for 4-way polls): name, the TinyModels field of the checkpoint, and the rest.
 VARIANTS = [
     ("Tiny Illustrious v0.1 (eps)", "eps_file", {"version": "v0.1", "kind": "base"}),
@@ -154,8 +156,15 @@ def _job(variants: list[ModelVariant], prompt_set: PromptSet, *, pretrained: boo
         # One set of settings for every model (not each model's defaults: the v-prediction model's CFG differs),
         # so all four images of a prompt and seed share a settings key and can meet in polls.
         c = demo_settings(pretrained=pretrained)
-        job = job_create(name=name, variants=variants, prompt_set=prompt_set, seeds=c["seeds"], sampler="Euler a",
-                         steps=c["steps"], cfg_scale=CFG, width=c["size"], height=c["size"])
+        prompts = None  # the whole set
+        if not pretrained:
+            per_character: dict[int, list] = {}
+            for prompt in prompt_set.prompts.order_by("id"):
+                per_character.setdefault(prompt.character_id, []).append(prompt)
+            prompts = [p for group in per_character.values() for p in group[:RANDOM_PROMPTS_PER_CHARACTER]]
+        job = job_create(name=name, variants=variants, prompt_set=None if prompts else prompt_set, prompts=prompts,
+                         seeds=c["seeds"], sampler="Euler a", steps=c["steps"], cfg_scale=CFG, width=c["size"],
+                         height=c["size"])
         log(f"scheduled {job} ({job.tasks.count()} images at {c['size']}×{c['size']}, {c['steps']} steps, "
             f"CFG {CFG:g}, seeds {c['seeds']})"
             + ("" if settings.CELERY_TASK_ALWAYS_EAGER else "; the gpu workers will make them"))
@@ -196,18 +205,19 @@ def demo_upgrade_needed() -> bool:
     return ModelVariant.objects.filter(name__in=demo_variant_names(pretrained=False), enabled=True).exists()
 
 
-def demo_upgrade(*, log: Log | None = None) -> str:
+def demo_upgrade(*, resume: bool = True, log: Log | None = None) -> str:
     """Move a demo seeded on random weights to the pre-trained tiny models: build them into ``TINY_MODELS_DIR``
     (minutes, once; locked and content-keyed, so a second build is a no-op), register the four variants on them,
     schedule their job, and disable the random-weight ones when it is done. Returns "nothing" (no random-weight
     demo is enabled), "waiting" (the pre-trained job is still running: call again later), "done" or "failed"
-    (the pre-trained job failed or was cancelled; the random-weight models stay)."""
+    (the pre-trained job failed or was cancelled; the random-weight models stay). ``resume``: send again what
+    an interrupted earlier run of the job left pending or failed (not when merely looking again)."""
     if not demo_upgrade_needed():
         return "nothing"
     from generation.tiny import make_tiny_models
 
     tiny = make_tiny_models(settings.TINY_MODELS_DIR, log=log)
-    seeded = demo_seed(tiny=tiny, pretrained=True, resume=False, log=log)
+    seeded = demo_seed(tiny=tiny, pretrained=True, resume=resume, log=log)
     if seeded.job.status == GenerationJob.Status.DONE:
         return "done"
     if seeded.job.status in (GenerationJob.Status.FAILED, GenerationJob.Status.CANCELLED):

@@ -109,8 +109,8 @@ def test_without_a_pretrained_build_the_demo_seeds_on_random_weights_and_sends_t
     assert all(Path(v.source_path).resolve().is_relative_to(Path(random_demo.root).resolve()) for v in variants)
     job = GenerationJob.objects.get()
     assert job.name.endswith(demo_service.RANDOM_SUFFIX) and job.status == "done"
-    assert Image.objects.filter(job=job).count() == 4 * 6  # one seed on random weights
-    assert selectors.prompt_image_groups(min_variants=4).count() == 6
+    assert Image.objects.filter(job=job).count() == 4 * 3  # one prompt per character and one seed on random weights
+    assert selectors.prompt_image_groups(min_variants=4).count() == 3  # still material for 4-way polls
     assert demo_service.UPGRADE_NOTE in out and "random weights" in out
     assert sent == [] and not Path(settings.TINY_MODELS_DIR).exists()  # eager: nothing sent, nothing built
 
@@ -121,7 +121,7 @@ def test_without_a_pretrained_build_the_demo_seeds_on_random_weights_and_sends_t
     assert sent == [{}] and "sent the build" in out
     from config.celery import app
     assert app.amqp.router.route({}, "generation.demo_upgrade")["queue"].name == "train"  # not the gpu worker's
-    assert GenerationJob.objects.count() == 1 and ModelVariant.objects.count() == 4 and Image.objects.count() == 24
+    assert GenerationJob.objects.count() == 1 and ModelVariant.objects.count() == 4 and Image.objects.count() == 12
 
 
 def test_with_a_pretrained_build_the_demo_uses_it_and_sends_nothing(models_dir, tiny_models, settings, monkeypatch,
@@ -169,7 +169,7 @@ def test_the_upgrade_moves_the_demo_to_the_pretrained_models_keeps_the_votes_and
     assert not ModelVariant.objects.filter(id__in=random_ids, enabled=True).exists()
     assert set(ModelVariant.objects.filter(enabled=True).values_list("id", flat=True)) == set(new.values_list("id", flat=True))
     assert Poll.objects.count() == 1 and Vote.objects.count() == 1  # the old poll and vote stay in the log
-    assert Image.objects.filter(variant_id__in=random_ids).count() == 24
+    assert Image.objects.filter(variant_id__in=random_ids).count() == 12
     fresh = arena_services.poll_create(mode=Mode.FFA, voter_key="b2" * 16)
     drawn = set(Image.objects.filter(id__in=fresh.ticket.image_ids).values_list("variant_id", flat=True))
     assert drawn == set(new.values_list("id", flat=True))  # new polls use the pre-trained models
