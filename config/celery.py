@@ -12,6 +12,8 @@ app = Celery("arena")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = (Queue("default"), Queue("gpu"), Queue("train"))
 app.conf.task_routes = {
+    # Minutes of CPU training, beside the gpu worker rather than in front of it (an exact name wins over globs).
+    "generation.demo_upgrade": {"queue": "train"},
     "generation.*": {"queue": "gpu"},
     "scoring.*": {"queue": "gpu"},
     "training.*": {"queue": "train"},

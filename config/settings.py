@@ -203,6 +203,9 @@ MODELS_DIR = Path(env_str("ARENA_MODELS_DIR", str(VAR_DIR / "models")))
 # The pre-trained tiny models (generation.tiny; content-keyed, built once in minutes): the demo, the tests and the
 # training benchmarks share one build.
 TINY_MODELS_DIR = Path(env_str("ARENA_TINY_MODELS_DIR", str(VAR_DIR / "cache" / "tiny-models")))
+# The same models with seeded random weights (seconds to build): the demo's first run uses them while the pre-trained
+# ones are built in the background (generation.services.demo), which then replace them.
+TINY_RANDOM_MODELS_DIR = Path(env_str("ARENA_TINY_RANDOM_MODELS_DIR", f"{TINY_MODELS_DIR}-random"))
 PIPELINE_CACHE_SIZE = env_int("PIPELINE_CACHE_SIZE", 2, minimum=1)
 GENERATION_BATCH_SIZE = env_int("GENERATION_BATCH_SIZE", 4, minimum=1)
 GENERATION_DEVICE = env_str("GENERATION_DEVICE", "auto")  # auto | cpu | cuda | cuda:N

@@ -1,5 +1,5 @@
-"""Celery tasks of the generation app (queue ``gpu`` by the ``generation.*`` route). Thin: ids in, one service
-call. Claiming (a conditional update keyed by the Celery task id) makes a redelivered message harmless, and
+"""Celery tasks of the generation app (queue ``gpu`` by the ``generation.*`` route; the demo upgrade on ``train``).
+Thin: ids in, one service call. Claiming (a conditional update keyed by the Celery task id) makes a redelivered message harmless, and
 ``acks_late`` + ``reject_on_worker_lost`` make a worker killed mid-batch hand its message to another worker."""
 
 from __future__ import annotations
@@ -70,3 +70,18 @@ def run_tasks(self, task_ids: list[int], batch_size: int | None = None) -> dict:
 def requeue_unsent() -> int:
     """Send the tasks whose job was made while the broker was unreachable (the beat schedule runs this)."""
     return services.tasks_requeue_unsent()
+
+
+DEMO_UPGRADE_WAIT_SECONDS = 15
+DEMO_UPGRADE_MAX_WAITS = 240  # an hour of waiting for the pre-trained demo job
+
+
+@shared_task(name="generation.demo_upgrade", bind=True, acks_late=True, reject_on_worker_lost=True,
+             max_retries=DEMO_UPGRADE_MAX_WAITS)
+def demo_upgrade(self) -> str:
+    """Build the pre-trained tiny models and move the demo onto them (``services.demo_upgrade``; minutes, on the
+    ``train`` queue so the ``gpu`` worker keeps making images); while their job runs, look again later."""
+    status = services.demo_upgrade(resume=self.request.retries == 0)  # a first delivery resumes a killed run's job
+    if status == "waiting" and not self.request.is_eager:
+        raise self.retry(countdown=DEMO_UPGRADE_WAIT_SECONDS)
+    return status

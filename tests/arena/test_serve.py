@@ -85,7 +85,7 @@ def test_serve_runs_the_site_and_a_worker_on_a_filesystem_queue_and_one_ctrl_c_s
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/leaderboard/", timeout=20) as response:
             assert response.status == 200
         children = _children(server.pid)
-        assert len(children) == 3  # gunicorn and two workers
+        assert len(children) == 4  # gunicorn and three workers (default, gpu, train)
         # a task sent through the queue from another process is taken by the worker
         queue_in = tmp_path / "var" / "queue" / "in"
         env = {**var_env, "CELERY_BROKER_URL": "filesystem://localhost//", "CELERY_TASK_ALWAYS_EAGER": "0"}
@@ -120,7 +120,7 @@ def test_serve_stops_its_workers_when_it_is_killed_too(var_env):
             if "Ctrl-C stops" in line:
                 break
         children = _children(server.pid)
-        assert len(children) == 3
+        assert len(children) == 4
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
     finally:

@@ -8,6 +8,9 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
+from generation import services as generation_services
+from generation.services.demo import UPGRADE_NOTE
+
 PASSWORD_FILE = "admin-password.txt"
 
 
@@ -28,6 +31,8 @@ class Command(BaseCommand):
             f"Demo ready. Vote at http://127.0.0.1:8000/ ; admin at http://127.0.0.1:8000/admin/ "
             f"as user '{username}' with password '{password}' (kept in {settings.VAR_DIR / PASSWORD_FILE})."
         ))
+        if not no_images and generation_services.demo_upgrade_needed():
+            self.stdout.write(f"Note: {UPGRADE_NOTE}.")
 
     def _admin(self) -> tuple[str, str]:
         path = settings.VAR_DIR / PASSWORD_FILE

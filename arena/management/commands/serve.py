@@ -51,16 +51,30 @@ def web_command(host: str, port: int) -> list[str]:
             "--log-level", "warning"]
 
 
+# The worker whose work can wait: it runs at a lower CPU priority, so on a small machine the web server and the
+# image generation stay responsive while it trains.
+BACKGROUND = "train"
+BACKGROUND_NICE = 10
+
+
+def _lower_priority() -> None:
+    os.nice(BACKGROUND_NICE)
+
+
 def worker_commands(log_level: str) -> list[list[str]]:
-    """Two local workers: ``default`` (the ratings consumer, web-side work; beat runs its safety net) so a vote's
-    rating change never waits behind a long generation job, and ``gpu``/``train`` one task at a time."""
+    """Three local workers: ``default`` (the ratings consumer, web-side work; beat runs its safety net) so a vote's
+    rating change never waits behind a long generation job, ``gpu`` one task at a time, and ``train`` one task at
+    a time beside it (at a lower CPU priority, see ``BACKGROUND``), so a training run or the demo's background
+    build of the pre-trained tiny models never holds up the images of a free-prompt duel."""
     common = [sys.executable, "-m", "celery", "-A", "config", "worker", "--without-mingle", "--without-gossip",
               "--without-heartbeat", "--loglevel", log_level]
     return [
         common + ["--hostname", "default@%h", "--queues", "default", "--pool", "threads", "--concurrency", "2",
                   "--beat", "--schedule", str(settings.VAR_DIR / "celerybeat-schedule")],
-        common + ["--hostname", "gpu@%h", "--queues", "gpu,train", "--pool", "prefork", "--concurrency", "1"],
+        common + ["--hostname", "gpu@%h", "--queues", "gpu", "--pool", "prefork", "--concurrency", "1"],
+        common + ["--hostname", f"{BACKGROUND}@%h", "--queues", "train", "--pool", "prefork", "--concurrency", "1"],
     ]
+
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -87,7 +101,7 @@ def public_url(host: str, port: int) -> str:
     return f"http://{shown}:{port}/"
 
 
-def ready_block(url: str, password_path, broker: str, log_path=None) -> str:
+def ready_block(url: str, password_path, broker: str, log_path=None, upgrading: bool = False) -> str:
     password = password_path.read_text().strip() if password_path.exists() else ""
     lines = [
         "",
@@ -103,6 +117,9 @@ def ready_block(url: str, password_path, broker: str, log_path=None) -> str:
     lines += [f"  Tasks                     local workers ({broker})"]
     if log_path is not None:
         lines += [f"  Worker log                {log_path}"]
+    if upgrading:
+        lines += ["  Demo models               random weights for now: pre-trained ones are being built in the",
+                  "                            background (~12 min on 2 cores), then they replace them"]
     lines += ["  Ctrl-C stops the server and the worker.",
               "=" * 64, ""]
     return "\n".join(lines)
@@ -135,13 +152,17 @@ class Command(BaseCommand):
         children: list[subprocess.Popen] = []
         log_path = settings.VAR_DIR / "log" / "worker.log"
         log = None
+        upgrading = False
         try:
             if not no_worker:
                 log_path.parent.mkdir(parents=True, exist_ok=True)
                 log = open(log_path, "a", buffering=1)  # noqa: SIM115 (closed when the children have stopped)
                 for command in worker_commands(level):
+                    background = f"{BACKGROUND}@%h" in command
                     children.append(subprocess.Popen(command, env=env, cwd=settings.BASE_DIR, stdout=log,
-                                                     stderr=subprocess.STDOUT))
+                                                     stderr=subprocess.STDOUT,
+                                                     preexec_fn=_lower_priority if background else None))
+                upgrading = _demo_upgrade_enqueue(env, log)
             children.append(subprocess.Popen(web_command(host, port), env=env, cwd=settings.BASE_DIR))
             deadline = time.monotonic() + ready_timeout
             while not _listening(host, port):
@@ -156,7 +177,8 @@ class Command(BaseCommand):
             elif "@" in broker:
                 broker = broker.split("@", 1)[-1]
             self.stdout.write(ready_block(public_url(host, port), settings.VAR_DIR / PASSWORD_FILE,
-                                          "no worker here" if no_worker else broker, None if no_worker else log_path))
+                                          "no worker here" if no_worker else broker, None if no_worker else log_path,
+                                          upgrading=not no_worker and upgrading))
             self.stdout.flush()
             while all(c.poll() is None for c in children):
                 time.sleep(0.5)
@@ -168,6 +190,22 @@ class Command(BaseCommand):
             _stop(children)
             if log is not None:
                 log.close()
+
+
+def _demo_upgrade_enqueue(env: dict[str, str], log) -> bool:
+    """When the demo runs on random-weight tiny models, send their pre-trained replacement's build to the local
+    train worker. ``make run`` seeds the demo in process (no broker), so the message is sent here, by a
+    command that runs with the workers' broker settings. Returns whether the upgrade is under way."""
+    from generation import services as generation_services
+
+    if not generation_services.demo_upgrade_needed():
+        return False
+    try:
+        done = subprocess.run([sys.executable, "manage.py", "upgrade_demo", "--enqueue"], env=env,
+                              cwd=settings.BASE_DIR, stdout=log, stderr=subprocess.STDOUT, timeout=120)
+    except subprocess.TimeoutExpired:
+        return False
+    return done.returncode == 0
 
 
 def _interrupt(number, frame):
