@@ -59,6 +59,40 @@ def test_labels_follow_the_judge_and_the_controls_transform_them(judged):
         cl.judge_pairs(pairs, cl.LoopSettings(labels="inverted"))
 
 
+def test_a_free_for_all_poll_pairs_its_winner_with_each_other_image_and_the_controls_move_the_winner(tiny_models,
+                                                                                                     tmp_path):
+    from PIL import Image
+
+    from training.trainers.judge import warmth
+
+    # the defaults: duels for DPO, 8-image polls for SFT; an explicit count wins
+    assert cl.LoopSettings(method="dpo").images_per_poll == 2 and cl.LoopSettings(method="sft").images_per_poll == 8
+    assert cl.LoopSettings(method="sft").heldout == 128 and cl.LoopSettings(method="dpo", heldout_polls=9).heldout == 9
+    settings = cl.LoopSettings(method="sft", pairs=6, seed=4, candidates=4)
+    assert settings.images_per_poll == 4
+    polls = cl.generate_polls(parent(tiny_models, "eps"), cl.prompts(6, seed=4, stream="train"), tmp_path, settings)
+    seeds = [s for p in polls for s in p.seeds]
+    assert len(set(seeds)) == len(seeds) == 24 and all(len(p.images) == 4 for p in polls)
+    scores = {path: warmth(Image.open(path)) for p in polls for path in p.images}
+    winners = {}
+    for labels in cl.LABELS:
+        rows = cl.judge_polls(polls, cl.LoopSettings(**{**settings.__dict__, "labels": labels}))
+        assert len(rows) == 18 and all(r.label_0 == 1.0 and r.label_1 == 0.0 for r in rows)
+        for p in polls:
+            mine = [r for r in rows if r.poll_id == p.poll_id]
+            (winner,) = {r.image_0 for r in mine}
+            assert sorted(r.image_1 for r in mine) == sorted(set(p.images) - {winner})
+            winners.setdefault(labels, []).append(winner)
+    for p, best, worst in zip(polls, winners["true"], winners["reversed"]):
+        assert scores[best] == max(scores[i] for i in p.images) and scores[worst] == min(scores[i] for i in p.images)
+    # the shuffled control's winner is a seeded draw: not the judge's pick in every poll, the same on a rerun
+    assert winners["shuffled"] != winners["true"]
+    again = cl.judge_polls(polls, cl.LoopSettings(**{**settings.__dict__, "labels": "shuffled"}))
+    assert [r.image_0 for r in again][::3] == winners["shuffled"]
+    with pytest.raises(Exception, match="at least 2 images"):
+        cl.generate_polls(parent(tiny_models, "eps"), ["a"], tmp_path, cl.LoopSettings(candidates=1))
+
+
 @pytest.mark.parametrize("method", ["dpo", "sft"])
 def test_the_loop_runs_end_to_end_and_reports_its_json(tiny_models, tmp_path, method):
     settings = cl.LoopSettings(method=method, pairs=6, heldout_polls=6, train_steps=2, train_batch_size=2, seed=5)
@@ -67,7 +101,10 @@ def test_the_loop_runs_end_to_end_and_reports_its_json(tiny_models, tmp_path, me
     for key in ("pairs", "train_steps", "train_s", "implicit_acc", "child_win_rate", "ci_low", "ci_high",
                 "heldout_polls", "mse_ratio", "lora_file"):
         assert key in out
-    assert out["train_steps"] == 2 and out["heldout_polls"] == 6 and 0 < out["pairs"] <= 6
+    assert out["train_steps"] == 2 and out["heldout_polls"] == 6 and 0 < out["polls"] <= 6
+    # duels for DPO, 4-way polls for SFT: a poll's winner against each other image is one pair row
+    assert out["images_per_poll"] == {"dpo": 2, "sft": 8}[method]
+    assert out["pairs"] == out["polls"] * (out["images_per_poll"] - 1)
     assert out["ci_low"] <= out["child_win_rate"] <= out["ci_high"]
     assert (out["implicit_acc"] is not None) == (method == "dpo")
     # two steps of a zero-initialised-up LoRA barely move the model: its held-out MSE stays the parent's

@@ -4,9 +4,12 @@ dataset -> a DPO or SFT LoRA -> the child against its parent on held-out prompts
 The steps are separate functions, so the ``closed_loop`` management command can replace generation and judging
 with the arena's own (the real vote service and dataset builder) and keep the rest:
 
-* ``generate_pairs(parent, prompts, out_dir, settings)``: two images per poll, each with its own seed;
-* ``judge_pairs(pairs, settings)``: labels from the synthetic judge (``judge.vote``), optionally shuffled across
-  polls (control: the interval should contain 0.5) or reversed (control: the child should lose);
+* ``generate_polls(parent, prompts, out_dir, settings)``: ``candidates`` images per poll, each with its own seed
+  (``generate_pairs``: the duels, two per poll);
+* ``judge_polls(polls, settings)``: labels from the synthetic judge (``judge.vote``), optionally shuffled across
+  polls (control: the interval should contain 0.5) or reversed (control: the child should lose). A duel is one
+  pair row (``judge_pairs``); a free-for-all poll of ``candidates`` > 2 images, as the arena's 4-way polls, is
+  its winner (the judge's highest score) paired with each of the others, so the winners are the preferred images;
 * ``write_pairs_dataset(pairs, path, settings)``: the trainers' Parquet dataset;
 * ``train_child(parent, dataset, work_dir, settings)``: ``run.train_lora``;
 * ``evaluate(parent, lora_file, prompts, out_dir, settings)``: child vs parent on held-out prompts and seeds
@@ -43,13 +46,23 @@ TRAIN_SEED_BASE = 1_000_000  # image seeds of training polls: TRAIN_SEED_BASE * 
 HELDOUT_SEED_BASE = 900_000_000  # held-out polls: HELDOUT_SEED_BASE + run seed * 100_000 + k
 
 
+# What each method's loop draws when the settings leave it at 0. SFT learns only from what the winners have that
+# the parent's average image lacks, so it needs a stronger selection than a duel's and more held-out polls to
+# see its smaller effect (measured, v parent, seed 0, 100 steps: duel winners 0.547 [0.426, 0.663]; winners of
+# 4-image polls 0.625 [0.503, 0.733] over 64 held-out polls; of 8-image polls 0.664 [0.579, 0.740] over 128).
+METHOD_DEFAULTS = {"dpo": {"candidates": 2, "heldout_polls": 64}, "sft": {"candidates": 8, "heldout_polls": 128}}
+
+
 @dataclass(frozen=True)
 class LoopSettings:
     method: str = "dpo"  # "dpo" | "sft" (sft trains on the winners)
+    # images per training poll: 2 a duel; more a free-for-all poll whose winner the SFT trains on. 0: the method's
+    # default (METHOD_DEFAULTS): duels for DPO, 8-image polls for SFT
+    candidates: int = 0
     labels: str = "true"  # "true" | "shuffled" | "reversed"
     judge: str = "warmth"
     pairs: int = 64  # measured (v parent, 3 seeds): DPO win rate 0.85-0.94, MSE ratio <= 1.05; 96 pairs x 150 steps gave 1.10
-    heldout_polls: int = 64
+    heldout_polls: int = 0  # 0: the method's default (METHOD_DEFAULTS)
     seed: int = 0  # the run's seed: prompts, image seeds, training
     # generation (the parent's and the child's images)
     size: int = 64
@@ -66,6 +79,14 @@ class LoopSettings:
     train_batch_size: int = 4
     extra: dict = field(default_factory=dict)  # any other TrainConfig fields
 
+    @property
+    def images_per_poll(self) -> int:
+        return self.candidates or METHOD_DEFAULTS.get(self.method, METHOD_DEFAULTS["dpo"])["candidates"]
+
+    @property
+    def heldout(self) -> int:
+        return self.heldout_polls or METHOD_DEFAULTS.get(self.method, METHOD_DEFAULTS["dpo"])["heldout_polls"]
+
     def train_config(self) -> TrainConfig:
         base = dict(method=self.method, max_train_steps=self.train_steps, learning_rate=self.learning_rate,
                     network_dim=self.network_dim, network_alpha=self.network_alpha,
@@ -74,6 +95,16 @@ class LoopSettings:
         if self.method == "dpo":
             base["beta_dpo"] = self.beta_dpo
         return TrainConfig(**{**base, **self.extra})
+
+
+@dataclass(frozen=True)
+class Poll:
+    """One training poll before judging: a prompt and the parent's images of it, each with its own seed."""
+
+    poll_id: int
+    prompt: str
+    seeds: tuple[int, ...]
+    images: tuple[str, ...]  # PNG paths
 
 
 @dataclass(frozen=True)
@@ -153,21 +184,31 @@ def _save_png(array, path: Path) -> str:
     return str(path)
 
 
-def generate_pairs(parent: ParentModel, prompt_list: list[str], out_dir, settings: LoopSettings, *,
-                   loaded=None) -> list[PollPair]:
-    """Two parent images per prompt, each with its own seed (no seed repeats in the run)."""
+def generate_polls(parent: ParentModel, prompt_list: list[str], out_dir, settings: LoopSettings, *,
+                   loaded=None) -> list[Poll]:
+    """``settings.images_per_poll`` parent images per prompt, each with its own seed (no seed repeats in the run)."""
     loaded = loaded or _load(parent)
     out_dir = Path(out_dir)
+    n = settings.images_per_poll
+    if n < 2:
+        raise TrainingError(f"a poll needs at least 2 images, got candidates={settings.candidates}")
     base = TRAIN_SEED_BASE * (settings.seed + 1)
-    items = []
-    for i, prompt in enumerate(prompt_list):
-        items += [(prompt, base + 2 * i), (prompt, base + 2 * i + 1)]
+    if n * len(prompt_list) > TRAIN_SEED_BASE:
+        raise TrainingError("too many training images for the seed range: fewer pairs or candidates")
+    items = [(prompt, base + n * i + j) for i, prompt in enumerate(prompt_list) for j in range(n)]
     arrays = loaded.generate_arrays(_requests(items, settings))
-    pairs = []
+    polls = []
     for i, prompt in enumerate(prompt_list):
-        paths = [_save_png(arrays[2 * i + j], out_dir / f"poll{i:04d}_{j}.png") for j in (0, 1)]
-        pairs.append(PollPair(i + 1, prompt, base + 2 * i, base + 2 * i + 1, *paths))
-    return pairs
+        paths = tuple(_save_png(arrays[n * i + j], out_dir / f"poll{i:04d}_{j}.png") for j in range(n))
+        polls.append(Poll(i + 1, prompt, tuple(base + n * i + j for j in range(n)), paths))
+    return polls
+
+
+def generate_pairs(parent: ParentModel, prompt_list: list[str], out_dir, settings: LoopSettings, *,
+                   loaded=None) -> list[PollPair]:
+    """Two parent images per prompt (duels), each with its own seed, as unjudged pair rows."""
+    polls = generate_polls(parent, prompt_list, out_dir, dataclasses.replace(settings, candidates=2), loaded=loaded)
+    return [PollPair(p.poll_id, p.prompt, *p.seeds, *p.images) for p in polls]
 
 
 def judge_pairs(pairs: list[PollPair], settings: LoopSettings) -> list[PollPair]:
@@ -177,8 +218,7 @@ def judge_pairs(pairs: list[PollPair], settings: LoopSettings) -> list[PollPair]
 
     from .judge import vote
 
-    if settings.labels not in LABELS:
-        raise TrainingError(f"labels must be one of {', '.join(LABELS)}, got {settings.labels!r}")
+    _check_labels(settings)
     judged = []
     for p in pairs:
         with Image.open(p.image_0) as a, Image.open(p.image_1) as b:
@@ -191,6 +231,40 @@ def judge_pairs(pairs: list[PollPair], settings: LoopSettings) -> list[PollPair]
     elif settings.labels == "reversed":
         firsts = 1.0 - firsts
     return [dataclasses.replace(p, label_0=float(f), label_1=float(1.0 - f)) for (p, _), f in zip(judged, firsts)]
+
+
+def judge_polls(polls: list[Poll], settings: LoopSettings) -> list[PollPair]:
+    """Judged pair rows of the polls. Duels: ``judge_pairs``. Free-for-all polls: the winner is the image the
+    judge scores highest (a poll whose top two scores tie exactly is dropped); "shuffled" makes a seeded uniform
+    draw the winner instead, "reversed" the lowest-scored image; the winner is then paired with each other image
+    (label 1 for the winner), so its pair rows share the poll's id."""
+    from PIL import Image
+
+    from .judge import score
+
+    _check_labels(settings)
+    if all(len(p.images) == 2 for p in polls):
+        return judge_pairs([PollPair(p.poll_id, p.prompt, *p.seeds, *p.images) for p in polls], settings)
+    coin = np.random.default_rng([settings.seed, 3])
+    rows = []
+    for p in polls:
+        scores = []
+        for path in p.images:
+            with Image.open(path) as im:
+                scores.append(score(im.convert("RGB"), settings.judge))
+        top = sorted(scores, reverse=True)
+        if top[0] == top[1]:
+            continue
+        winner = (int(coin.integers(len(scores))) if settings.labels == "shuffled"
+                  else int(np.argmin(scores)) if settings.labels == "reversed" else int(np.argmax(scores)))
+        rows += [PollPair(p.poll_id, p.prompt, p.seeds[winner], p.seeds[k], p.images[winner], p.images[k], 1.0, 0.0)
+                 for k in range(len(p.images)) if k != winner]
+    return rows
+
+
+def _check_labels(settings: LoopSettings) -> None:
+    if settings.labels not in LABELS:
+        raise TrainingError(f"labels must be one of {', '.join(LABELS)}, got {settings.labels!r}")
 
 
 def write_pairs_dataset(pairs: list[PollPair], path, settings: LoopSettings):
@@ -288,11 +362,12 @@ def run_closed_loop(settings: LoopSettings, parent: ParentModel, work_dir, *, lo
     started = time.perf_counter()
     loaded = _load(parent)
     train_prompts = prompts(settings.pairs, seed=settings.seed, stream="train")
-    held_prompts = prompts(settings.heldout_polls, seed=settings.seed, stream="heldout")
+    held_prompts = prompts(settings.heldout, seed=settings.seed, stream="heldout")
     t = time.perf_counter()
-    pairs = judge_pairs(generate_pairs(parent, train_prompts, work_dir / "images", settings, loaded=loaded), settings)
+    polls = generate_polls(parent, train_prompts, work_dir / "images", settings, loaded=loaded)
+    pairs = judge_polls(polls, settings)
     gen_s = time.perf_counter() - t
-    say(f"{len(pairs)} judged polls in {gen_s:.0f} s")
+    say(f"{len(polls)} polls of {settings.images_per_poll} images judged in {gen_s:.0f} s: {len(pairs)} pair rows")
     dataset = write_pairs_dataset(pairs, work_dir / "dataset.parquet", settings)
     t = time.perf_counter()
     result = train_child(parent, dataset.path, work_dir, settings)
@@ -303,7 +378,8 @@ def run_closed_loop(settings: LoopSettings, parent: ParentModel, work_dir, *, lo
     eval_s = time.perf_counter() - t
     metrics = result.metrics or {}
     acc = metrics.get("implicit_acc")
-    return {"pairs": len(pairs), "train_steps": result.step, "train_s": round(train_s, 1),
+    return {"pairs": len(pairs), "polls": len({p.poll_id for p in pairs}), "images_per_poll": settings.images_per_poll,
+            "train_steps": result.step, "train_s": round(train_s, 1),
             "implicit_acc": None if acc is None else round(float(acc), 4), **heldout,
             "lora_file": result.lora_file, "method": settings.method, "labels": settings.labels,
             "prediction_type": parent.prediction_type, "seed": settings.seed, "generate_s": round(gen_s, 1),
