@@ -248,7 +248,9 @@ def _draw_battles(board: Board, fmt: str, style: Style) -> bytes:
     return _matrix(board, fmt, "battles", style)
 
 
-def elo_history(board: Board, points: int = 300, lines: int = MAX_LINES) -> tuple[list[dt.datetime], dict[int, list[float]]]:
+def elo_history(
+    board: Board, points: int = 300, lines: int = MAX_LINES
+) -> tuple[list[dt.datetime], dict[int, list[float]]]:
     """Online Elo of the top models after each vote of the scope (sampled to about ``points`` steps),
     replayed with ``ratings.online.elo_update``, the function the live vote path uses."""
     records = vote_records(board.scope)
