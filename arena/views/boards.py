@@ -176,15 +176,16 @@ def vote_jsonl(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def leaderboard_plot(request: HttpRequest, kind: str, fmt: str) -> HttpResponse:
-    """``/leaderboard/plots/<kind>.<png|svg>?scope=``; ``download=1`` makes it an attachment."""
+    """``/leaderboard/plots/<kind>.<png|svg>?scope=&size=desktop|phone``; ``download=1`` makes it an attachment."""
+    size = request.GET.get("size") or "desktop"
     try:
         scope = scope_clean(request.GET.get("scope"))
-        plots.plot_clean(kind, fmt)
+        plots.plot_clean(kind, fmt, size)
     except ReportError as exc:
         return _bad(exc)
-    data, board = plots.plot_bytes(kind, fmt, scope=scope)
+    data, board = plots.plot_bytes(kind, fmt, scope=scope, size=size)
     response = HttpResponse(data, content_type=plots.FORMATS[fmt])
-    response["ETag"] = f'"{board.snapshot.vote_log_hash[:20]}-{kind}-{fmt}"'
+    response["ETag"] = f'"{board.snapshot.vote_log_hash[:20]}-{kind}-{fmt}-{size}"'
     patch_cache_control(response, public=True, max_age=60)
     if request.GET.get("download") == "1":
         response["Content-Disposition"] = f'attachment; filename="{kind}-{scope}.{fmt}"'

@@ -250,6 +250,7 @@ def _values(site) -> Values:
             "arena:leaderboard": [f"scope={s}" for s in ("fixed", "free", "ffa")] + ["sort=name"],
             "arena:leaderboard_reports": [f"scope={s}" for s in ("fixed", "free", "ffa")],
             "arena:vote_battles": ["scope=free"], "arena:vote_jsonl": ["scope=free"],
+            "arena:leaderboard_plot": ["size=phone"],
             "arena:api:poll-list": [f"mode={m}" for m in Mode.values] + ["format=api", "limit=1000"],
             "arena:api:model-list": ["format=api"], "arena:api:leaderboard": ["scope=free"],
             "generation:images": [f"model={v}" for v in variants],

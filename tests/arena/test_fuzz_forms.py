@@ -259,7 +259,8 @@ def test_every_free_form_and_query_field_meets_every_hostile_value(arena_site):
                          ("arena:vote_battles", ["scope", "inline"]), ("arena:vote_jsonl", ["scope"])]:
         _sweep(Client(), reverse(page), {}, fields, method="get")
     _sweep(Client(), reverse("arena:leaderboard_export", args=["csv"]), {}, ["scope", "inline"], method="get")
-    _sweep(Client(), reverse("arena:leaderboard_plot", args=["ratings", "svg"]), {}, ["scope", "download"], method="get")
+    _sweep(Client(), reverse("arena:leaderboard_plot", args=["ratings", "svg"]), {}, ["scope", "download", "size"],
+           method="get")
 
 
 def test_every_staff_form_field_meets_every_hostile_value(staff):

@@ -146,6 +146,9 @@ def test_leaderboard_page_shows_bt_intervals_rank_plots_and_downloads(client, lo
     for kind in ("ratings", "winrate", "battles", "elo_over_time", "votes_per_day"):
         assert f"/leaderboard/plots/{kind}.svg?scope=overall" in html
         assert f"/leaderboard/plots/{kind}.png?scope=overall&amp;download=1" in html
+        # a phone (the page's narrow layout) is served the narrow drawing, a wider screen the desktop one
+        assert (f'<source media="(max-width: 600px)" srcset="/leaderboard/plots/{kind}.svg?scope=overall'
+                f'&amp;size=phone">') in html
     assert "/leaderboard/battles.json" not in html  # a site that keeps its vote log for staff hides the link
     assert 'href="/stats/"' in html
 
@@ -342,6 +345,54 @@ def test_bad_plot_requests_are_400s(client, log):
     assert client.get("/leaderboard/plots/pie.png").status_code == 400
     assert client.get("/leaderboard/plots/ratings.gif").status_code == 400
     assert client.get("/leaderboard/plots/ratings.png?scope=nope").status_code == 400
+    bad = client.get("/leaderboard/plots/ratings.png?size=tablet")
+    assert bad.status_code == 400 and b"Unknown plot size 'tablet'; use desktop or phone." in bad.content
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    assert data.startswith(b"\x89PNG\r\n\x1a\n") and data[12:16] == b"IHDR"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def test_phone_plots_are_narrower_valid_pngs_cached_apart_from_desktop_ones(client, log, monkeypatch):
+    from arena import plots
+
+    url = reverse("arena:leaderboard_plot", args=["ratings", "png"]) + "?scope=overall"
+    desktop = client.get(url).content
+    for kind in plots.PLOTS:
+        kind_url = reverse("arena:leaderboard_plot", args=[kind, "png"]) + "?scope=overall"
+        phone = client.get(kind_url + "&size=phone")
+        assert phone.status_code == 200 and phone["Content-Type"] == "image/png", kind
+        width, height = _png_size(phone.content)
+        assert width == 400 and height > 200, (kind, width, height)  # 4 in at 100 dpi
+        assert _png_size(client.get(kind_url).content)[0] >= 500, kind
+    assert _png_size(desktop)[0] == 800
+    assert client.get(url + "&size=desktop").content == desktop  # desktop is the default
+    board = leaderboards.leaderboard_current(scope="overall")
+    assert plots.cache_key("ratings", "png", board, "phone") != plots.cache_key("ratings", "png", board, "desktop")
+
+    def fail(*args, **kwargs):
+        raise AssertionError("drawn again although the log did not change")
+
+    monkeypatch.setattr(plots, "render", fail)
+    assert _png_size(client.get(url + "&size=phone").content)[0] == 400
+    assert client.get(url).content == desktop
+
+
+def test_phone_plots_use_larger_fonts_and_fewer_models(log):
+    from arena import plots
+
+    desktop, phone = plots.STYLES["desktop"], plots.STYLES["phone"]
+    assert phone.width <= 4.5 < desktop.width
+    # shown about 350 px wide on a 390 px screen: the smallest text still reads as 9 pt or more
+    scale = 350 / (phone.width * 96)
+    assert min(phone.font - 1, phone.cell) * scale >= 9  # legends and colour bars are one point smaller
+    board = leaderboards.leaderboard_current(scope="overall")
+    names, w = plots._pair_matrices(board, phone)
+    assert len(names) <= phone.models and all(len(n) <= phone.name for n in names)
+    assert w.shape == (len(names), len(names))
+    svg = plots.render("elo_over_time", "svg", board, "phone").decode()
+    assert 'width="288pt"' in svg  # 4 in
 
 
 # --- stats page -----------------------------------------------------------------------------------------------------

@@ -345,3 +345,6 @@ def test_the_leaderboard_tabs_show_the_scope_and_change_every_number(live_server
             assert "Win rate" in page.inner_text("table.board details.more >> nth=0")
         page.wait_for_function(
             "() => [...document.querySelectorAll('.reports .plots img')].every(i => i.complete)")
+        # the <picture> gives a phone the narrow drawing and a laptop the desktop one
+        sources = page.eval_on_selector_all(".reports .plots img", "els => els.map(e => e.currentSrc)")
+        assert sources and all(("size=phone" in src) == (size == "phone") for src in sources), sources
