@@ -68,6 +68,7 @@ def test_a_free_for_all_poll_pairs_its_winner_with_each_other_image_and_the_cont
     # the defaults: duels for DPO, 8-image polls for SFT; an explicit count wins
     assert cl.LoopSettings(method="dpo").images_per_poll == 2 and cl.LoopSettings(method="sft").images_per_poll == 8
     assert cl.LoopSettings(method="sft").heldout == 128 and cl.LoopSettings(method="dpo", heldout_polls=9).heldout == 9
+    assert cl.LoopSettings(method="sft").polls == 128 and cl.LoopSettings(method="dpo").polls == 64
     settings = cl.LoopSettings(method="sft", pairs=6, seed=4, candidates=4)
     assert settings.images_per_poll == 4
     polls = cl.generate_polls(parent(tiny_models, "eps"), cl.prompts(6, seed=4, stream="train"), tmp_path, settings)

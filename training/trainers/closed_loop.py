@@ -47,10 +47,15 @@ HELDOUT_SEED_BASE = 900_000_000  # held-out polls: HELDOUT_SEED_BASE + run seed 
 
 
 # What each method's loop draws when the settings leave it at 0. SFT learns only from what the winners have that
-# the parent's average image lacks, so it needs a stronger selection than a duel's and more held-out polls to
-# see its smaller effect (measured, v parent, seed 0, 100 steps: duel winners 0.547 [0.426, 0.663]; winners of
-# 4-image polls 0.625 [0.503, 0.733] over 64 held-out polls; of 8-image polls 0.664 [0.579, 0.740] over 128).
-METHOD_DEFAULTS = {"dpo": {"candidates": 2, "heldout_polls": 64}, "sft": {"candidates": 8, "heldout_polls": 128}}
+# the parent's average image lacks, so it gets a stronger selection than a duel's (the winner of an 8-image poll,
+# as in rejection sampling), more polls and more held-out polls (measured, v parent, 100 steps: seed 0, duel
+# winners 0.547 [0.426, 0.663]; 4-image winners 0.625 [0.503, 0.733]; with 128 polls of 8, seeds 0, 1, 2 gave
+# 0.727, 0.680, 0.609, every interval above one half). But SFT on the parent's own pictures also moves the child
+# whatever the labels (their VAE round trip, which DPO's contrast cancels): the shuffled-label control gave 0.648
+# [0.563, 0.726] and 0.617 [0.531, 0.697] at seeds 0 and 1 (0.453 [0.370, 0.540] at seed 2), so SFT's win over its
+# parent is not the votes' alone; only the gap to its shuffled control (+0.08, +0.06, +0.16) is. See the closed_loop command's docstring.
+METHOD_DEFAULTS = {"dpo": {"pairs": 64, "candidates": 2, "heldout_polls": 64},
+                   "sft": {"pairs": 128, "candidates": 8, "heldout_polls": 128}}
 
 
 @dataclass(frozen=True)
@@ -61,7 +66,9 @@ class LoopSettings:
     candidates: int = 0
     labels: str = "true"  # "true" | "shuffled" | "reversed"
     judge: str = "warmth"
-    pairs: int = 64  # measured (v parent, 3 seeds): DPO win rate 0.85-0.94, MSE ratio <= 1.05; 96 pairs x 150 steps gave 1.10
+    # training polls; 0: the method's default (METHOD_DEFAULTS). Measured (v parent, 3 seeds): DPO on 64 duels won
+    # 0.85-0.94 with MSE ratio <= 1.05; 96 duels x 150 steps gave 1.10
+    pairs: int = 0
     heldout_polls: int = 0  # 0: the method's default (METHOD_DEFAULTS)
     seed: int = 0  # the run's seed: prompts, image seeds, training
     # generation (the parent's and the child's images)
@@ -82,6 +89,10 @@ class LoopSettings:
     @property
     def images_per_poll(self) -> int:
         return self.candidates or METHOD_DEFAULTS.get(self.method, METHOD_DEFAULTS["dpo"])["candidates"]
+
+    @property
+    def polls(self) -> int:
+        return self.pairs or METHOD_DEFAULTS.get(self.method, METHOD_DEFAULTS["dpo"])["pairs"]
 
     @property
     def heldout(self) -> int:
@@ -361,7 +372,7 @@ def run_closed_loop(settings: LoopSettings, parent: ParentModel, work_dir, *, lo
     work_dir = Path(work_dir)
     started = time.perf_counter()
     loaded = _load(parent)
-    train_prompts = prompts(settings.pairs, seed=settings.seed, stream="train")
+    train_prompts = prompts(settings.polls, seed=settings.seed, stream="train")
     held_prompts = prompts(settings.heldout, seed=settings.seed, stream="heldout")
     t = time.perf_counter()
     polls = generate_polls(parent, train_prompts, work_dir / "images", settings, loaded=loaded)

@@ -19,12 +19,16 @@ parent -- registered first, once, as "Tiny closed-loop parent (eps|v)" -- with i
 generation job that renders it on the parent's fixed prompts, so the two meet in fixed-prompt duels);
 ``--no-enrol`` leaves the arena out.
 
-Why SFT draws eight: supervised training on winners learns only what they have that the parent's average image
-lacks, plus whatever the VAE round trip of its own pictures teaches it (which DPO's contrast cancels); a duel's
-winner is too weak a selection to show through (measured, v parent, seed 0, 100 steps: duel winners 0.547
-[0.426, 0.663]; 4-image winners 0.625 [0.503, 0.733]; 8-image winners 0.664 [0.579, 0.740] over 128 held-out
-polls; longer or faster SFT drifted, 300 steps at lr 3e-3 made the child colder, 0.266). Held-out polls default
-to 128 for SFT, 64 for DPO (``training.trainers.closed_loop.METHOD_DEFAULTS``).
+Why SFT draws eight, and what its result means: supervised training on winners learns only what they have that
+the parent's average image lacks, plus whatever the VAE round trip of the parent's own pictures teaches it
+(DPO's contrast cancels that); a duel's winner is too weak a selection to show through (measured, v parent, seed
+0, 100 steps: duel winners 0.547 [0.426, 0.663]; 4-image winners 0.625 [0.503, 0.733]; with 128 polls of eight,
+seeds 0, 1, 2: 0.727, 0.680, 0.609, all above one half; longer or faster SFT drifted instead, 300 steps at lr
+3e-3 made the child colder, 0.266). The shuffled-label control of SFT, however, also beat the parent (0.648
+[0.563, 0.726] and 0.617 [0.531, 0.697] at seeds 0 and 1; 0.453 [0.370, 0.540] at seed 2): SFT moves the child
+whatever the labels, and only the gap between the two (+0.08, +0.06, +0.16) is the votes' effect. DPO's controls behave (shuffled 0.406 [0.295, 0.529], reversed 0.078).
+So SFT defaults to 128 polls of eight and 128 held-out polls, DPO to 64 duels and 64 held-out polls
+(``training.trainers.closed_loop.METHOD_DEFAULTS``).
 
 Where this differs from a vote-for-vote arena loop: the training pairs are the parent's own images at two seeds
 (what DPO needs to move the parent), which the arena's polls -- always two different models at one seed -- do not
@@ -52,7 +56,7 @@ class Command(BaseCommand):
         labels.add_argument("--reverse-labels", action="store_true", help="control: every label swapped")
         parser.add_argument("--seed", type=int, default=0, help="the run's seed: prompts, image seeds, training")
         parser.add_argument("--prediction-type", default="v", choices=["eps", "v"], help="the parent's kind (v: where LoRA training goes wrong most)")
-        parser.add_argument("--pairs", type=int, default=None, help="training polls (default: the loop's)")
+        parser.add_argument("--pairs", type=int, default=None, help="training polls (default: 64 duels for DPO, 128 eight-image polls for SFT)")
         parser.add_argument("--heldout-polls", type=int, default=None, help="held-out polls (default: 64 for DPO, 128 for SFT)")
         parser.add_argument("--steps", type=int, default=None, help="training steps (default: the loop's)")
         parser.add_argument("--loop-settings", default="{}", help="JSON of more LoopSettings fields (training.trainers.closed_loop)")
