@@ -1,27 +1,26 @@
-"""A minimal online Elo with a time-weighted average, for the automatic character-similarity duels.
+"""The Elo of the automatic character-similarity duels: the ratings engine's own (``ratings.online`` for the
+update, ``ratings.replay.elo_pass`` for the replay and its time-weighted average), fed with the scorers' duels.
 
-Pure Python, no Django. (``ratings`` has the human-vote version, but generation may not import arena;
-the formulas are the same: expected = 1 / (1 + base ** ((r_b - r_a) / scale)), r' = r + K (actual - expected).)
-
-Time-weighted average (the paper's Figure 5): each player's rating is averaged over the replay, weighted by how
-long it held each value. A player's value after a duel at time t_i is held until its next duel t_{i+1}, and its
-last value until the end of the replay (the time of the last duel of all). The initial rating, held for no
-time, does not count. When a player's values were held for no time at all (it only played at the very end),
-the time-weighted average is its current rating.
+Players may be any hashable (variant ids on the site); they are numbered in order of first appearance for the
+engine's duel table. Time-weighted average: as on the human leaderboard, each rating is averaged over the log
+time it was held, from the duel that settles the player (``EloParams.twa_settle_games``; 0 = from its first
+duel, the paper's plain reading), so a player that joined late is not pulled towards the initial rating.
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+import numpy as np
 
-@dataclass(frozen=True, slots=True)
-class EloParams:
-    k: float = 4.0
-    scale: float = 400.0
-    base: float = 10.0
-    initial: float = 1000.0
+from ratings.log import A_WON, B_WON, TIE, VoteTable
+from ratings.online import EloParams, elo_expected
+from ratings.replay import elo_pass
+
+__all__ = ["Duel", "EloParams", "EloStanding", "elo_expected", "elo_replay"]
+
+_RESULT = {1.0: A_WON, 0.0: B_WON, 0.5: TIE}
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,60 +41,33 @@ class EloStanding:
     wins: int = 0
     losses: int = 0
     ties: int = 0
-    history: list[tuple[float, float]] = field(default_factory=list)  # (time, rating after the duel)
-
-
-def elo_expected(r_a: float, r_b: float, params: EloParams) -> float:
-    """Expected score of a against b."""
-    return 1.0 / (1.0 + params.base ** ((r_b - r_a) / params.scale))
-
-
-def elo_update(r_a: float, r_b: float, score_a: float, params: EloParams) -> tuple[float, float]:
-    """Ratings of a and b after one duel."""
-    change = params.k * (score_a - elo_expected(r_a, r_b, params))
-    return r_a + change, r_b - change
-
-
-def time_weighted_average(history: list[tuple[float, float]], end: float, current: float) -> float:
-    """Average of the values in ``history`` ((time, value) in time order), each held until the next or ``end``."""
-    total = 0.0
-    weight = 0.0
-    for i, (t, value) in enumerate(history):
-        t_next = history[i + 1][0] if i + 1 < len(history) else end
-        held = max(t_next - t, 0.0)
-        total += value * held
-        weight += held
-    return total / weight if weight > 0 else current
 
 
 def elo_replay(duels: Iterable[Duel], params: EloParams = EloParams()) -> dict[Hashable, EloStanding]:
     """Replay ``duels`` in the given order (callers sort by time) and return every player's standing."""
-    ratings: dict[Hashable, float] = {}
-    standings: dict[Hashable, EloStanding] = {}
-    end = None
-    for duel in duels:
+    duels = list(duels)
+    for previous, duel in zip([None, *duels], duels):
         if duel.a == duel.b:
             raise ValueError(f"a duel needs two different players, got {duel.a!r} twice")
-        if duel.score_a not in (0.0, 0.5, 1.0):
+        if duel.score_a not in _RESULT:
             raise ValueError(f"score_a must be 0, 0.5 or 1, got {duel.score_a!r}")
-        if end is not None and duel.time < end:
+        if previous is not None and duel.time < previous.time:
             raise ValueError("duels must be given in time order")
-        end = duel.time
-        r_a = ratings.get(duel.a, params.initial)
-        r_b = ratings.get(duel.b, params.initial)
-        r_a, r_b = elo_update(r_a, r_b, duel.score_a, params)
-        ratings[duel.a], ratings[duel.b] = r_a, r_b
-        for player, rating, score in ((duel.a, r_a, duel.score_a), (duel.b, r_b, 1.0 - duel.score_a)):
-            s = standings.setdefault(player, EloStanding(elo=params.initial, twa_elo=params.initial))
-            s.elo = rating
+    players = list(dict.fromkeys(p for d in duels for p in (d.a, d.b)))
+    index = {p: i for i, p in enumerate(players)}
+    n = len(duels)
+    table = VoteTable.from_duels(
+        ids=np.arange(n), timestamps=np.array([float(d.time) for d in duels]),
+        a=np.array([index[d.a] for d in duels]), b=np.array([index[d.b] for d in duels]),
+        result=np.array([_RESULT[float(d.score_a)] for d in duels]), models=np.arange(len(players)), mode="ccip",
+    )
+    elo, twa = elo_pass(table, np.arange(n), params)
+    standings = {p: EloStanding(elo=float(elo[i]), twa_elo=float(twa[i])) for p, i in index.items()}
+    for d in duels:
+        for player, score in ((d.a, d.score_a), (d.b, 1.0 - d.score_a)):
+            s = standings[player]
             s.duels += 1
-            if score == 1.0:
-                s.wins += 1
-            elif score == 0.0:
-                s.losses += 1
-            else:
-                s.ties += 1
-            s.history.append((duel.time, rating))
-    for s in standings.values():
-        s.twa_elo = time_weighted_average(s.history, end if end is not None else 0.0, s.elo)
+            s.wins += score == 1.0
+            s.losses += score == 0.0
+            s.ties += score == 0.5
     return standings

@@ -18,7 +18,7 @@ from generation.models import Character, CharacterReference, ModelVariant
 from generation.scoring.elo import Duel, EloParams, elo_replay
 from generation.scoring.files import AESTHETIC, ALIGNMENT, CCIP, KINDS, REWARD, reward_judge_info, scorer_state
 from generation.scoring.models import ImageScore
-from generation.scoring.stats import mean, t_interval, wilson_interval
+from ratings.intervals import mean, t_interval, wilson_interval
 
 JUDGES = (CCIP, AESTHETIC, ALIGNMENT, REWARD)
 JUDGE_LABELS = {CCIP: "CCIP character similarity", AESTHETIC: "aesthetic score", ALIGNMENT: "prompt alignment (CLIP score)",

@@ -1,11 +1,12 @@
-"""The minimal Elo with time-weighted average, and the interval helpers, on hand-computed cases."""
+"""The scorers' Elo (the ratings engine fed with automatic duels) with its time-weighted average, and the interval
+helpers, on hand-computed cases."""
 
 import pytest
 
-from generation.scoring.elo import Duel, EloParams, elo_expected, elo_replay, time_weighted_average
-from generation.scoring.stats import t_interval, wilson_interval
+from generation.scoring.elo import Duel, EloParams, elo_expected, elo_replay
+from ratings.intervals import t_interval, wilson_interval
 
-P32 = EloParams(k=32, scale=400, base=10, initial=1000)
+P32 = EloParams(k=32, scale=400, base=10, initial=1000, twa_settle_games=0)  # averaged from the first duel
 
 
 def test_expected_score_of_equal_ratings_is_a_half_and_400_points_is_ten_to_one():
@@ -32,11 +33,13 @@ def test_replay_by_hand():
     assert s["C"].twa_elo == 1000
 
 
-def test_time_weighted_average_weights_by_time_held():
-    assert time_weighted_average([(0, 1000), (1, 1100), (4, 1200)], end=5, current=1200) == pytest.approx(
-        (1000 * 1 + 1100 * 3 + 1200 * 1) / 5
-    )
-    assert time_weighted_average([], end=3, current=990) == 990
+def test_an_unsettled_player_is_rated_by_its_current_elo_as_on_the_human_board():
+    """With the settling rule (the default: K=32 settles after 66 games), two duels are too few to start the
+    average, so the time-weighted Elo is the current one (a late model is not pulled towards 1000)."""
+    settled = EloParams(k=32, scale=400, base=10, initial=1000)
+    assert settled.settle_games() == 66
+    s = elo_replay([Duel("A", "B", 1.0, time=0), Duel("B", "A", 1.0, time=10), Duel("C", "D", 0.5, time=30)], settled)
+    assert s["A"].twa_elo == s["A"].elo and s["B"].twa_elo == s["B"].elo
 
 
 def test_replay_refuses_out_of_order_and_self_duels():

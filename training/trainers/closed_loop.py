@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +39,7 @@ import numpy as np
 
 from .config import ParentModel, RunPaths, TrainConfig
 from .errors import TrainingError
+from .reward import wilson_interval  # ratings' Wilson interval, (0, 1) for no polls
 
 LABELS = ("true", "shuffled", "reversed")
 TRAIN_SEED_BASE = 1_000_000  # image seeds of training polls: TRAIN_SEED_BASE * (run seed + 1) + k
@@ -130,17 +130,6 @@ class PollPair:
     image_1: str
     label_0: float | None = None  # 1.0 / 0.0 once judged (the winner has 1.0)
     label_1: float | None = None
-
-
-def wilson_interval(wins: float, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    """The 95% Wilson score interval of a proportion (ties counted as half a win)."""
-    if n <= 0:
-        return 0.0, 1.0
-    p = wins / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def prompts(n: int, *, seed: int, stream: str, name_colour: float = 0.3) -> list[str]:

@@ -28,11 +28,12 @@ import dataclasses
 import hashlib
 import io
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from ratings.intervals import wilson_interval as _wilson
 
 from .errors import TrainingError
 
@@ -40,14 +41,9 @@ FORMAT = "arena.reward.bradley_terry.v1"
 MODEL_FILE = "reward_model.safetensors"
 
 
-def wilson_interval(successes: float, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    if n <= 0:
-        return 0.0, 1.0
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+def wilson_interval(successes: float, n: int) -> tuple[float, float]:
+    """The 95% Wilson interval of ``successes / n`` (ratings.intervals'); (0, 1) when there is nothing to share."""
+    return _wilson(successes, n) or (0.0, 1.0)
 
 
 def features(image_emb: np.ndarray, prompt_emb: np.ndarray | None, use_prompt: bool) -> np.ndarray:
