@@ -71,6 +71,10 @@ SETTINGS = [
     ("epochs", forms.IntegerField, "full-batch epochs of the Bradley–Terry head", ("reward",)),
     ("heldout_fraction", forms.FloatField, "share of polls held out to measure agreement", ("reward",)),
     ("open_clip_dir", forms.CharField, "the open_clip folder the head's embeddings come from", ("reward",)),
+    ("sample_prompts", forms.CharField, "sample images at checkpoints: one prompt per line (at most 8); blank = the "
+                                        "dataset's first caption", ("dpo", "sft")),
+    ("sample_every_n_steps", forms.IntegerField, "render the samples every this many steps; 0 = at each checkpoint", ("dpo", "sft")),
+    ("sample_steps", forms.IntegerField, "sampling steps of each sample image", ("dpo", "sft")),
     ("seed", forms.IntegerField, "random seed (data order, noise, held-out split)", ("dpo", "sft", "reward")),
 ]
 
@@ -98,6 +102,8 @@ class RunForm(forms.Form):
             if cls is forms.ChoiceField:
                 options = LR_SCHEDULERS if name == "lr_scheduler" else MIXED_PRECISION
                 field = forms.ChoiceField(choices=[("", "default")] + [(o, o) for o in options], **opts)
+            elif name == "sample_prompts":
+                field = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), max_length=4000, **opts)
             else:
                 field = cls(**opts)
             field.initial = defaults.get(name)

@@ -65,7 +65,7 @@ class TrainingRun(models.Model):
     last_event = models.JSONField(default=dict, blank=True)
     result = models.JSONField(default=dict, blank=True, help_text="the final metrics")
     output_files = models.JSONField(default=dict, blank=True)
-    samples = models.JSONField(default=list, blank=True, help_text="sample images at checkpoints (paths), if any")
+    samples = models.JSONField(default=list, blank=True, help_text="sample images at checkpoints: {step, index, path, prompt}, if any")
     error = models.CharField(max_length=1000, blank=True)
     result_variant = models.ForeignKey(ModelVariant, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     registration_job_id = models.BigIntegerField(null=True, blank=True, help_text="the generation job rendering the result")

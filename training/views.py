@@ -69,7 +69,7 @@ def run_new(request: HttpRequest) -> HttpResponse:
 
 def _run_context(run: TrainingRun) -> dict:
     return {"run": run, "polling": run.active, "poll_seconds": POLL_SECONDS, "points": len(run.metrics),
-            "last": run.metrics[-1] if run.metrics else {}}
+            "last": run.metrics[-1] if run.metrics else {}, "samples": selectors.run_samples(run)}
 
 
 @staff_required
@@ -87,6 +87,25 @@ def run_loss_plot(request: HttpRequest, run_id: int) -> HttpResponse:
     steps, losses = selectors.loss_curve(run)
     response = HttpResponse(loss_png(steps, losses, title=str(run)), content_type="image/png")
     response["Cache-Control"] = "no-store"
+    return response
+
+
+@staff_required
+@require_GET
+def run_sample(request: HttpRequest, run_id: int, n: int) -> HttpResponse:
+    """One of the run's sample images (a file under the run's own folder; anything else is a 404)."""
+    from pathlib import Path
+
+    from django.http import FileResponse, Http404
+
+    run = get_object_or_404(TrainingRun, pk=run_id)
+    entry = run.samples[n] if n < len(run.samples) else None
+    root = services.run_dir(run).resolve()
+    path = Path(entry["path"]).resolve() if isinstance(entry, dict) and entry.get("path") else None
+    if path is None or not path.is_relative_to(root) or path.suffix != ".png" or not path.is_file():
+        raise Http404("no such sample image")
+    response = FileResponse(path.open("rb"), content_type="image/png")
+    response["Cache-Control"] = "private, max-age=3600"
     return response
 
 

@@ -114,6 +114,17 @@ def test_a_run_trained_in_time_slices_equals_one_trained_at_once_and_its_child_m
     assert set(job.tasks.values_list("prompt_id", "settings_key")) == parent_keys and job.tasks.get().variant_id == child.pk
     # the job's message was queued with the rest and ran: the child's image pairs with the parent's for a duel
     assert set(child.images.values_list("prompt_id", "settings_key")) == parent_keys
+    # and the matchmaker draws that duel for voters: the child meets its parent in the arena
+    import random
+
+    from arena import services as arena
+    from arena.models import Mode
+
+    family = set(parent.images.values_list("id", flat=True)) | set(child.images.values_list("id", flat=True))
+    drawn = [arena.poll_create(mode=Mode.FIXED, voter_key=f"{i:032x}", rng=random.Random(i)).ticket.image_ids
+             for i in range(40)]
+    meetings = [ids for ids in drawn if set(ids) <= family]
+    assert meetings and all(len(set(ids)) == 2 for ids in meetings), drawn
 
 
 def test_cancel_stops_a_queued_run_and_resume_finishes_it(tiny_models, django_capture_on_commit_callbacks):

@@ -151,3 +151,50 @@ def test_the_watch_page_of_a_finished_run_shows_its_curve_result_and_child(staff
     assert f'href="/models/{child.pk}/"' in page and "implicit_acc 0.7500" in page and "Resume" not in page
     history = staff.get("/training/").content.decode()
     assert f'href="/training/runs/{run.pk}/"' in history and "Tiny eps · DPO run" in history
+
+
+def test_a_run_shows_sample_images_of_its_dataset_caption_at_its_checkpoints(staff, client, tiny_models,
+                                                                             django_capture_on_commit_callbacks):
+    """A run scheduled from the site samples its dataset's first caption at each checkpoint and at the end; the
+    watch page shows the pictures, served to staff only, and only files of the run's own folder."""
+    from training import services
+    from training.trainers.dataset import first_caption
+
+    parent = register_parent(tiny_models)
+    dataset = voted_dataset(parent=parent)
+    with django_capture_on_commit_callbacks(execute=True):
+        run = services.run_create(method="dpo", dataset=dataset, parent=parent,
+                                  config={**SMALL, "max_train_steps": 3, "sample_steps": 2})
+    run.refresh_from_db()
+    assert run.status == "done", run.error
+    caption = first_caption(dataset.path)
+    assert caption and run.config["sample_prompts"] == caption
+    assert [(s["step"], s["index"], s["prompt"]) for s in run.samples] == [(2, 0, caption), (3, 0, caption)]
+    page = staff.get(f"/training/runs/{run.pk}/").content.decode()
+    assert page.index(f'src="/training/runs/{run.pk}/samples/1.png"') < page.index(
+        f'src="/training/runs/{run.pk}/samples/0.png"')  # newest first
+    assert "step 3 ·" in page and "step 2 ·" in page
+    served = staff.get(f"/training/runs/{run.pk}/samples/1.png")
+    assert served.status_code == 200 and served["Content-Type"] == "image/png"
+    assert b"".join(served.streaming_content).startswith(b"\x89PNG")
+    assert staff.get(f"/training/runs/{run.pk}/samples/9.png").status_code == 404
+    # a recorded path outside the run's folder is never served
+    TrainingRun.objects.filter(pk=run.pk).update(samples=[{"step": 1, "index": 0, "path": "/etc/hostname"}])
+    assert staff.get(f"/training/runs/{run.pk}/samples/0.png").status_code == 404
+    staff.logout()
+    assert staff.get(f"/training/runs/{run.pk}/samples/1.png").status_code == 302  # to the login page
+
+
+def test_a_sample_event_seen_again_after_a_resume_is_kept_once(tiny_models):
+    from training import services
+
+    parent = register_parent(tiny_models)
+    run = TrainingRun.objects.create(method="dpo", parent=parent, dataset=voted_dataset(), status="running",
+                                     claim_token="t", max_steps=4)
+    event = {"event": "sample", "step": 2, "index": 0, "path": "/r/samples/step-00000002-0.png", "prompt": "a"}
+    assert services.run_progress(run_id=run.pk, token="t", event=event)
+    assert services.run_progress(run_id=run.pk, token="t", event=dict(event))
+    assert services.run_progress(run_id=run.pk, token="t", event={**event, "step": 4,
+                                                                  "path": "/r/samples/step-00000004-0.png"})
+    run.refresh_from_db()
+    assert [s["step"] for s in run.samples] == [2, 4]

@@ -128,6 +128,10 @@ def run_create(*, method: str, dataset: PreferenceDataset | None, parent: ModelV
                             allow_finetune_parent=allow_finetune_parent):
         raise ValidationError(errors)
     max_steps = cfg.epochs if method == TrainingRun.Method.REWARD else cfg.max_train_steps
+    if method != TrainingRun.Method.REWARD and not cfg.sample_prompts:  # the watch page shows samples by default
+        from training.trainers.dataset import first_caption
+
+        cfg = cfg.replace(sample_prompts=first_caption(dataset.path))
     with transaction.atomic():
         run = TrainingRun.objects.create(
             method=method, parent=parent if method != TrainingRun.Method.REWARD else None, dataset=dataset,
@@ -205,8 +209,10 @@ def run_progress(*, run_id: int, token: str, event: dict) -> bool:
         changes["eta_seconds"] = event.get("eta_s")
     elif kind == "resumed":  # steps after the checkpoint are trained again: their old points go
         changes["metrics"] = [m for m in run.metrics if m.get("step", 0) <= int(event.get("step", 0))]
-    elif kind == "sample" and event.get("path"):
-        changes["samples"] = [*TrainingRun.objects.values_list("samples", flat=True).get(id=run_id), event["path"]]
+    elif kind == "sample" and event.get("path"):  # a resumed run may render a step's samples again: kept once
+        sample = {k: event.get(k) for k in ("step", "index", "path", "prompt")}
+        kept = TrainingRun.objects.values_list("samples", flat=True).get(id=run_id)
+        changes["samples"] = [s for s in kept if not isinstance(s, dict) or s.get("path") != sample["path"]] + [sample]
     return bool(_held(run_id, token).update(**changes))
 
 

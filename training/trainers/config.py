@@ -86,6 +86,12 @@ class TrainConfig:
     # Diffusion-DPO
     beta_dpo: float = 5000.0
     kto_weight: float = 0.0  # weight of the Diffusion-KTO-style term for both-bad rows (0 = both-bad unused)
+    # sample images (kohya's names; training.trainers.samples): one per prompt line, at the training resolution
+    sample_prompts: str = ""  # "" = none (a run scheduled from the site gets its dataset's first caption)
+    sample_every_n_steps: int = 0  # 0 = at every checkpoint (and the last step)
+    sample_sampler: str = "Euler a"
+    sample_steps: int = 20
+    sample_cfg_scale: float = 5.0
     # machinery
     checkpointing_steps: int = 50
     checkpoints_total_limit: int = 2
@@ -166,6 +172,9 @@ def config_errors(config: TrainConfig, prediction_type: str) -> list[str]:
         _check(e, not c.debiased_estimation_loss, "debiased_estimation_loss is a supervised-loss setting; dpo does not use it")
     if c.method == "sft":
         _check(e, not c.kto_weight, "kto_weight applies to dpo only")
+    from .samples import sample_errors
+
+    e.extend(sample_errors(c))
     if prediction_type == "v":
         # Offset noise is epsilon's workaround for a schedule whose last step is not pure noise; a zero-terminal-SNR
         # v-pred parent already samples from pure noise (Lin et al. 2023), and adding it shifts the training

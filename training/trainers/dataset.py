@@ -277,6 +277,17 @@ class PreferenceDataset:
         return [tuple(v) for v in seen.values()]
 
 
+def first_caption(path: str | os.PathLike) -> str:
+    """The first non-empty caption of a dataset file (the sample prompt a run gets by default); "" if none."""
+    import pyarrow.parquet as pq
+
+    try:
+        captions = pq.read_table(str(path), columns=["caption"]).column(0).to_pylist()
+    except Exception:  # an unreadable file is reported by dataset_errors; no sample prompt here
+        return ""
+    return next((c.strip().splitlines()[0] for c in captions if c and c.strip()), "")
+
+
 def read_dataset(path: str | os.PathLike) -> PreferenceDataset:
     return PreferenceDataset(path)
 

@@ -13,7 +13,8 @@ complete, the oldest beyond ``checkpoints_total_limit`` deleted)::
 
 Progress is reported as dicts (the entry point prints them as JSON lines): ``{"event": "step", "step",
 "max_steps", "loss", "lr", "elapsed_s", "eta_s", ...method metrics}`` every ``log_every`` steps, plus
-``checkpoint``, ``paused`` and ``done`` events. Only the main process reports.
+``checkpoint``, ``sample`` (an image of the model at that step, when ``sample_prompts`` are set), ``paused`` and
+``done`` events. Only the main process reports.
 """
 
 from __future__ import annotations
@@ -177,6 +178,28 @@ class Loop:
         self.report({"event": "resumed", "step": self.state.step, "path": str(found)})
         return str(found)
 
+    # --- sample images -----------------------------------------------------------------------------------------
+    def sample(self) -> None:
+        """Sample images of the model as it is now, when this step is due for them (training.trainers.samples);
+        the main process renders, the others wait."""
+        from . import samples
+
+        if not samples.due(self.config, self.state.step):
+            return
+        if self.acc.is_main_process:
+            try:
+                paths = samples.render_samples(self.method.parent, self.config, step=self.state.step,
+                                               work_dir=self.work_dir, device=self.acc.device,
+                                               dtype=weight_dtype(self.acc))
+            except Exception as exc:  # a sample that cannot be drawn (memory, disk) must not stop the training
+                paths = []
+                self.report({"event": "sample_failed", "step": self.state.step,
+                             "error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"})
+            for k, path in enumerate(paths):
+                self.report({"event": "sample", "step": self.state.step, "index": k, "path": str(path),
+                             "prompt": samples.sample_prompts(self.config)[k]})
+        self.acc.wait_for_everyone()
+
     # --- the loop ----------------------------------------------------------------------------------------------
     def _one_step(self) -> dict:
         acc, cfg = self.acc, self.config
@@ -234,9 +257,11 @@ class Loop:
                              **{k: float(f"{v:.7g}") for k, v in metrics.items()}, "elapsed_s": round(time.time() - start, 3),
                              "eta_s": round(step_s * (cfg.max_train_steps - self.state.step), 1)})
             if self.state.step == cfg.max_train_steps:
+                self.sample()
                 break
             if self.state.step % cfg.checkpointing_steps == 0:
                 last_ckpt = self.save_checkpoint()
+            self.sample()
             if self._should_pause(deadline, stop_after, done_now, step_s):
                 if last_ckpt is None or not last_ckpt.endswith(f"{self.state.step:08d}"):
                     last_ckpt = self.save_checkpoint()

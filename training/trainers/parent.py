@@ -36,6 +36,7 @@ class LoadedParent:
     tokenizer_2: object
     noise_scheduler: object  # DDPMScheduler with the parent's betas (zero terminal SNR for v)
     sha256: str  # of the checkpoint file (diffusers folder: of its component weight files, in order)
+    scheduler: object = None  # the pipeline's own scheduler (its config is what generation samples from)
 
     @property
     def v_prediction(self) -> bool:
@@ -131,7 +132,7 @@ def _load_parent(spec: ParentModel) -> LoadedParent:
         module.eval()
     return LoadedParent(spec, pipe.unet, pipe.vae, pipe.text_encoder, pipe.text_encoder_2, pipe.tokenizer,
                         pipe.tokenizer_2, training_noise_scheduler(pipe.scheduler.config, spec.prediction_type),
-                        checkpoint_sha256(spec.path))
+                        checkpoint_sha256(spec.path), pipe.scheduler)
 
 
 def place(module, device, dtype) -> None:
