@@ -171,7 +171,9 @@ def site(settings):
     dataset = PreferenceDataset.objects.create(name="walk votes", path="/nowhere/walk.parquet", sha256="0" * 64, rows=12)
     TrainingRun.objects.create(method=TrainingRun.Method.DPO, parent=fixed[0], dataset=dataset, config={"max_steps": 4},
                                status=TrainingRun.Status.DONE, step=4, max_steps=4,
-                               metrics=[{"step": s, "loss": 0.7 - 0.01 * s} for s in range(1, 5)])
+                               metrics=[{"step": s, "loss": 0.7 - 0.01 * s} for s in range(1, 5)],
+                               samples=[{"step": 4, "index": 0, "path": "/nowhere/samples/step-00000004-0.png",
+                                         "prompt": "1girl, secret garden at dusk, lanterns"}])
     return {
         "fixed": fixed, "live": live, "groups": groups, "showcase": showcase, "staff": admin, "history": history,
         "revealed_duel": revealed_duel, "reused_duel": reused_duel, "character": character, "job": job,
@@ -240,6 +242,7 @@ def _values(site) -> Values:
         },
         by_view={
             ("arena:leaderboard_export", "fmt"): ["csv", "json", "md"],
+            ("training:run_sample", "n"): ["0", "1"],
             ("arena:leaderboard_plot", "fmt"): list(FORMATS),
             ("arena:api:api-root", "format"): [".json", ".api"],
             ("arena:api:vote-detail", "pk"): [str(v.pk) for v in Vote.objects.all()],
