@@ -1,6 +1,7 @@
 """Who may see what: the one place the arena's views, API and exports ask.
 
-* staff: Django's ``is_staff`` (the admin's notion), checked the same way by pages (:func:`staff_required`),
+* staff: Django's ``is_staff`` (the admin's notion), checked the same way by pages (:func:`staff_required`, the
+  site's one check, from ``generation.permissions``: anonymous visitors go to the login page, others get 403),
   the API (:class:`IsStaffOrToken`) and the vote-log downloads (:func:`vote_log_allowed`);
 * the vote log: public when ``ARENA_PUBLIC_VOTE_LOG`` is on (voters appear only as salted hashes), otherwise
   staff and API-token holders only;
@@ -34,7 +35,6 @@ import datetime as dt
 from collections.abc import Iterable
 
 from django.conf import settings
-from django.contrib.admin.views.decorators import staff_member_required
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
@@ -45,13 +45,7 @@ from rest_framework.authtoken.models import Token
 
 from arena.models import Poll
 from generation.models import Image, Prompt
-
-#: Decorator for staff-only pages (redirects others to the admin login).
-staff_required = staff_member_required
-
-
-def is_staff(user) -> bool:
-    return bool(user is not None and user.is_authenticated and user.is_active and user.is_staff)
+from generation.permissions import is_staff, staff_required  # noqa: F401  (the site's one staff check)
 
 
 def vote_log_public() -> bool:

@@ -1,4 +1,5 @@
-"""Who may see the generation app's staff pages (its own and the scorers'): one check for all of them."""
+"""The one staff check of the site (Django's ``is_staff``): the generation app's pages and the scorers', and the
+arena's and training's, which import it from here (generation is the lowest app every other one may import)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from django.http import HttpRequest
 
 
 def is_staff(user) -> bool:
-    return bool(user.is_authenticated and user.is_active and user.is_staff)
+    return bool(user is not None and user.is_authenticated and user.is_active and user.is_staff)
 
 
 def staff_required(view):

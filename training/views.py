@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from training import selectors, services
 from training.forms import DatasetForm, LoraEnrollForm, RunForm, add_service_errors
 from training.models import TrainingRun
-from training.permissions import staff_required
+from generation.permissions import staff_required
 from training.plots import loss_png
 
 POLL_SECONDS = 2
