@@ -10,6 +10,7 @@ The ratings are applied after the commit by the ordered consumer (:mod:`arena.se
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -80,7 +81,7 @@ def _vote_row(poll_id: int, mode: str, entries_variants: tuple[int, ...], decide
 
 
 def _cap_key(voter_key: str, now: dt.datetime) -> str:
-    return f"arena:votes-today:{voter_key}:{now.date().isoformat()}"
+    return f"arena:votes-today:{voter_key}:{now.astimezone(dt.timezone.utc).date().isoformat()}"
 
 
 def _cast_today(voter_key: str, now: dt.datetime) -> int:
@@ -93,7 +94,10 @@ def _cast_today(voter_key: str, now: dt.datetime) -> int:
 def _check_cap(voter_key: str, now: dt.datetime) -> None:
     cap = settings.VOTER_DAILY_CAP
     if cap and _cast_today(voter_key, now) >= cap:
-        raise RateLimited(f"You have cast {cap} votes today, the most one voter may; thank you — come back tomorrow.")
+        utc = now.astimezone(dt.timezone.utc)  # the cap counts UTC days (_cap_key)
+        tomorrow = dt.datetime.combine(utc.date() + dt.timedelta(days=1), dt.time(), tzinfo=dt.timezone.utc)
+        raise RateLimited(f"You have cast {cap} votes today, the most one voter may; thank you — come back tomorrow.",
+                          retry_after=math.ceil((tomorrow - utc).total_seconds()))
 
 
 def _after_commit(voter_key: str, now: dt.datetime) -> None:

@@ -104,8 +104,14 @@ def test_a_daily_cap_refuses_the_vote_after_it(arena, settings, django_capture_o
     for seed in (1, 2):
         with django_capture_on_commit_callbacks(execute=True):
             _vote(voter, seed=seed)
-    with pytest.raises(RateLimited, match="2 votes today"):
+    with pytest.raises(RateLimited, match="2 votes today") as refused:
         _vote(voter, seed=3)
+    # "come back tomorrow": Retry-After is the time left until the next UTC midnight, when the count starts again
+    import datetime as dt
+
+    now = dt.datetime.now(dt.timezone.utc)
+    left = (dt.datetime.combine(now.date(), dt.time(), tzinfo=dt.timezone.utc) + dt.timedelta(days=1) - now).total_seconds()
+    assert abs(refused.value.retry_after - left) <= 5 or now.hour == 0 and now.minute == 0
     assert Vote.objects.filter(voter_key=voter).count() == 2
     with django_capture_on_commit_callbacks(execute=True):
         _vote("d" * 32, seed=4)  # another voter is not capped
