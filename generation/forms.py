@@ -10,6 +10,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from generation import sampling, selectors, services
+from generation.fields import StrictModelChoiceField, StrictModelMultipleChoiceField
 from generation.models import Lora, ModelVariant, PromptSet, VariantLora
 
 MAX_SEEDS = 1000
@@ -49,26 +50,6 @@ def parse_seeds(text: str) -> list[int]:
     if any(s > sampling.MAX_SEED for s in seeds):
         raise ValidationError(f"seeds must be at most {sampling.MAX_SEED}")
     return seeds
-
-
-_PK = re.compile(r"[0-9]{1,18}")
-
-
-class StrictModelChoiceField(forms.ModelChoiceField):
-    """A primary key must be ASCII digits before it is looked up (SQLite cannot even bind a 20-digit integer)."""
-
-    def to_python(self, value):
-        if value not in self.empty_values and not _PK.fullmatch(str(value)):
-            raise ValidationError(self.error_messages["invalid_choice"], code="invalid_choice")
-        return super().to_python(value)
-
-
-class StrictModelMultipleChoiceField(forms.ModelMultipleChoiceField):
-    def clean(self, value):
-        for pk in value if isinstance(value, (list, tuple)) else ():
-            if not _PK.fullmatch(str(pk)):
-                raise ValidationError(self.error_messages["invalid_pk_value"], code="invalid_pk_value", params={"pk": pk})
-        return super().clean(value)
 
 
 # A1111's own hints (javascript/hints.js), as its users know them

@@ -7,9 +7,9 @@ a function, is an arrow from one package to another, and the arrows run one way:
   the pure libraries may use each other);
 * ``generation`` imports neither ``arena`` nor ``training``; ``arena`` never imports ``training``; nothing but
   ``training`` itself imports ``training``;
-* an app reaches another only through its ``models``, ``services``, ``selectors`` and ``permissions`` (the site's
-  one staff check lives in ``generation.permissions``; no views, tasks, forms, admin or private modules of another
-  app);
+* an app reaches another only through its ``models``, ``services``, ``selectors``, ``permissions`` and ``fields``
+  (the site's one staff check and its strict form fields live in ``generation``; no views, tasks, forms, admin or
+  private modules of another app);
 * the web tier starts without the worker libraries: importing the URL configuration loads no torch.
 """
 
@@ -35,7 +35,7 @@ ALLOWED = {
 }
 #: Modules of another app that may be imported (the app's public surface): its models, services and selectors,
 #: and generation's pure libraries (the pipelines, the tiny-model builders, the SamplerSettings value).
-PUBLIC = ("models", "services", "selectors", "permissions", "pipelines", "tiny", "sampling")
+PUBLIC = ("models", "services", "selectors", "permissions", "fields", "pipelines", "tiny", "sampling")
 WORKER_LIBRARIES = ("torch", "diffusers", "transformers", "open_clip", "onnxruntime", "peft", "accelerate")
 
 

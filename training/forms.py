@@ -6,6 +6,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from arena.models import Mode
+from generation.fields import StrictModelChoiceField, StrictModelMultipleChoiceField
 from generation.models import ModelVariant, PromptSet
 from training import services
 from training.models import PreferenceDataset, TrainingRun
@@ -32,10 +33,10 @@ class DatasetForm(forms.Form):
                                 widget=forms.DateInput(attrs={"type": "date"}))
     date_to = forms.DateField(required=False, help_text="last UTC day, inclusive; empty: up to now",
                               widget=forms.DateInput(attrs={"type": "date"}))
-    models = forms.ModelMultipleChoiceField(ModelVariant.objects.order_by("name"), required=False,
+    models = StrictModelMultipleChoiceField(ModelVariant.objects.order_by("name"), required=False,
                                             widget=forms.CheckboxSelectMultiple,
                                             help_text="pairs of these models only (none ticked: any)")
-    prompt_sets = forms.ModelMultipleChoiceField(PromptSet.objects.order_by("name"), required=False,
+    prompt_sets = StrictModelMultipleChoiceField(PromptSet.objects.order_by("name"), required=False,
                                                  widget=forms.CheckboxSelectMultiple,
                                                  help_text="polls on these fixed prompt sets only (none ticked: any, free prompts too)")
     exclude_flagged = forms.BooleanField(required=False, initial=True,
@@ -81,11 +82,11 @@ SETTINGS = [
 
 class RunForm(forms.Form):
     method = forms.ChoiceField(choices=TrainingRun.Method.choices, initial="dpo")
-    parent = forms.ModelChoiceField(ModelVariant.objects.filter(enabled=True).order_by("name"), required=False,
+    parent = StrictModelChoiceField(ModelVariant.objects.filter(enabled=True).order_by("name"), required=False,
                                     help_text="the model a LoRA is trained on: a base or aesthetic variant "
                                               "(a reward model has none)")
     allow_finetune_parent = forms.BooleanField(required=False, help_text="train a LoRA on a fine-tuned checkpoint anyway")
-    dataset = forms.ModelChoiceField(PreferenceDataset.objects.all(), help_text="built on the Datasets page")
+    dataset = StrictModelChoiceField(PreferenceDataset.objects.all(), help_text="built on the Datasets page")
 
     def __init__(self, *args, method: str = "dpo", **kwargs):
         super().__init__(*args, **kwargs)
@@ -122,7 +123,7 @@ class RunForm(forms.Form):
 
 
 class LoraEnrollForm(forms.Form):
-    parent = forms.ModelChoiceField(ModelVariant.objects.order_by("name"), required=False,
+    parent = StrictModelChoiceField(ModelVariant.objects.order_by("name"), required=False,
                                     help_text="the model the LoRA was trained on")
     name = forms.CharField(max_length=120, help_text="the new model's name")
     path = forms.CharField(max_length=1000, required=False, help_text="a .safetensors LoRA file on the server")

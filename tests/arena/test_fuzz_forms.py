@@ -1,7 +1,7 @@
 """Fuzzing every form and vote endpoint (issue 10): Hypothesis posts random and hostile values (Unicode digits,
 5,000-digit numbers, control and format characters, markup, repeated keys, unknown fields, odd files) to the vote
-form of all three poll modes, the free-prompt form, the query strings of the public pages, and generation's staff
-forms as staff. No answer may be a 5xx, and input that is refused (4xx) changes nothing in the database."""
+form of all three poll modes, the free-prompt form, the query strings of the public pages, and the staff forms
+(generation's, training's, the voter exclusion and the scorer button) as staff. No answer may be a 5xx, and input that is refused (4xx) changes nothing in the database."""
 
 from __future__ import annotations
 
@@ -59,9 +59,10 @@ def form(fields: list[str], **plausible):
 
 # --- the database, before and after ------------------------------------------------------------------------------
 
-_TABLES = [("arena", m) for m in ("Poll", "PollEntry", "Vote", "Rating", "LeaderboardSnapshot")] + [
+_TABLES = [("arena", m) for m in ("Poll", "PollEntry", "Vote", "Rating", "LeaderboardSnapshot", "VoterExclusion")] + [
     ("generation", m) for m in ("ModelVariant", "Prompt", "PromptSet", "Character", "CharacterReference",
-                                 "GenerationJob", "GenerationTask", "Image")]
+                                 "GenerationJob", "GenerationTask", "Image")] + [
+    ("training", m) for m in ("PreferenceDataset", "TrainingRun")]
 
 
 def snapshot() -> str:
@@ -277,3 +278,28 @@ def test_every_staff_form_field_meets_every_hostile_value(staff):
         submit(client, reverse("generation:prompt_sets"), {"name": "sweep", "file": SimpleUploadedFile("p.txt", value.encode())})
         submit(client, reverse("generation:characters"), {"name": value, "tags": value})
     _sweep(client, reverse("generation:images"), {}, ["model"], method="get")
+
+
+def test_every_training_and_stats_form_field_meets_every_hostile_value(staff, settings, tmp_path):
+    from training.forms import SETTINGS
+    from training.models import PreferenceDataset
+
+    settings.TRAINING_DIR = tmp_path / "training"
+    client = staff["client"]
+    dataset = PreferenceDataset.objects.create(name="fuzz votes", path=str(tmp_path / "none.parquet"), sha256="0" * 64,
+                                               rows=12)
+    for method in ("dpo", "sft", "reward"):
+        base = {"method": method, "dataset": str(dataset.pk), "parent": str(staff["variants"][0].pk)}
+        names = ["method", "parent", "dataset", "allow_finetune_parent"] + [n for n, *_rest, used in SETTINGS if method in used]
+        _sweep(client, reverse("training:run_new"), base, names)
+    _sweep(client, reverse("training:datasets"), {"modes": "fixed"},
+           ["name", "modes", "date_from", "date_to", "models", "prompt_sets", "exclude_flagged", "exclude_flagged_voters"])
+    _sweep(client, reverse("training:lora_enroll"), {"name": "fuzz child", "parent": str(staff["variants"][0].pk),
+                                                    "path": str(tmp_path / "x.safetensors")},
+           ["name", "parent", "path", "note"])
+    for value in SWEEP:
+        upload = SimpleUploadedFile("lora.safetensors", value.encode("utf-8", "surrogatepass"))
+        submit(client, reverse("training:lora_enroll"), {"name": "fuzz upload", "upload": upload})
+    _sweep(client, reverse("training:run_new"), {}, ["method", "parent", "dataset"], method="get")
+    _sweep(client, reverse("arena:voter_exclusion"), {"reason": "fuzz"}, ["judge", "reason", "action"])
+    submit(client, reverse("scoring:enqueue"), {"unexpected": "1"})

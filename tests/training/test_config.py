@@ -35,8 +35,12 @@ ROOT = Path(__file__).resolve().parents[2]
     (dict(lr_scheduler="constant", lr_warmup_steps=10), "eps", "constant takes no warm-up"),
     (dict(resolution=100), "eps", "resolution must be a multiple of 64"),
     (dict(mixed_precision="fp8"), "eps", "mixed_precision must be one of"),
-    (dict(train_batch_size=0), "eps", "train_batch_size must be a whole number of at least 1"),
+    (dict(train_batch_size=0), "eps", "train_batch_size must be a whole number from 1 to"),
     (dict(method="sft", kto_weight=1.0), "eps", "kto_weight applies to dpo only"),
+    (dict(max_train_steps=9_999_999_999_999_999_999), "eps", "max_train_steps must be a whole number from 1 to"),
+    (dict(network_dim=10**12), "eps", "network_dim must be a whole number from 1 to"),
+    (dict(seed=-1), "eps", "seed must be a whole number from 0"),
+    (dict(resolution=64 * 1000), "eps", "resolution must be at most 8192"),
 ])
 def test_bad_settings_are_one_line_errors(changes, prediction, message):
     errors = config_errors(small(**changes), prediction)

@@ -116,10 +116,10 @@ def lora_enroll(*, parent: ModelVariant | None, name: str, path: str = "", uploa
         lora_path = _stored_upload(upload)
     else:
         lora_path = str(Path(path.strip()).expanduser())
-        if not Path(lora_path).exists():
+        if not os.path.exists(lora_path):  # os.path: False, not an OSError, for an unusable name
             raise ValidationError({"path": f"{lora_path}: no such file or folder"})
     card = {"source": "LoRA file given by an admin", "file": Path(lora_path).name,
-            "sha256": _sha256(lora_path) if Path(lora_path).is_file() else "", "note": (note or "").strip()[:500]}
+            "sha256": _sha256(lora_path) if os.path.isfile(lora_path) else "", "note": (note or "").strip()[:500]}
     try:
         return variant_enroll(parent=parent, lora_path=lora_path, name=name.strip(), card=card,
                               description=(note or "").strip(), created_by=created_by)

@@ -77,7 +77,7 @@ def run_errors(*, method: str, parent: ModelVariant | None, dataset: PreferenceD
     lora = method in tc.LORA_METHODS
     if dataset is None:
         add("dataset", "pick a preference dataset")
-    elif not Path(dataset.path).is_file():
+    elif not os.path.isfile(dataset.path):  # os.path: False, not an OSError, for an unusable name
         add("dataset", f"the dataset file {dataset.path} is missing: build the dataset again")
     elif dataset.rows == 0:
         add("dataset", "the dataset is empty")
@@ -94,7 +94,7 @@ def run_errors(*, method: str, parent: ModelVariant | None, dataset: PreferenceD
                 add("parent", f"{parent.name} is failing: {parent.health_message or 'see its model page'}; fix it first")
             if parent.source_type == ModelVariant.SourceType.NONE or not parent.source_path:
                 add("parent", f"{parent.name} has no local weights (imported images only)")
-            elif not Path(parent.source_path).exists():
+            elif not os.path.exists(parent.source_path):
                 add("parent", f"{parent.name}: {parent.source_path}: no such file or folder")
             else:
                 for message in tc.parent_errors(parent_model(parent)):
@@ -108,13 +108,15 @@ def run_errors(*, method: str, parent: ModelVariant | None, dataset: PreferenceD
             for message in tc.config_errors(config, parent.prediction_type):
                 add("config", message)
     else:
-        open_clip = Path(getattr(config, "open_clip_dir", "") or "")
-        if not open_clip.is_dir():
-            add("config", f"open_clip_dir {open_clip}: no such folder (the reward model embeds images with it)")
+        open_clip = str(getattr(config, "open_clip_dir", "") or "")
+        if not os.path.isdir(open_clip):
+            add("config", f"open_clip_dir {open_clip[:200]}: no such folder (the reward model embeds images with it)")
         if not 0 <= float(config.heldout_fraction) < 1:
             add("config", f"heldout_fraction must be from 0 to below 1, got {config.heldout_fraction}")
-        if int(config.epochs) < 1:
-            add("config", f"epochs must be at least 1, got {config.epochs}")
+        if not 1 <= int(config.epochs) <= 1_000_000:
+            add("config", f"epochs must be a whole number from 1 to 1,000,000, got {config.epochs}")
+        if not 0 <= int(config.seed) < 2**63:
+            add("config", f"seed must be a whole number from 0 to 2^63-1, got {config.seed}")
     return errors
 
 

@@ -19,6 +19,7 @@ LORA_METHODS = ("dpo", "sft")
 PREDICTION_TYPES = ("eps", "v")
 LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial")
 MIXED_PRECISION = ("no", "bf16", "fp16")
+MAX_COUNT = 1_000_000_000  # steps, batch sizes, ranks ...: far beyond any run, and within every database's integer
 
 # Changing any of these between a checkpoint and its resume would give a run that neither schedule describes
 # (kohya users lost step counts and hit LR 0 that way): a resume with other values is refused.
@@ -146,8 +147,11 @@ def config_errors(config: TrainConfig, prediction_type: str) -> list[str]:
     for name in ("max_train_steps", "train_batch_size", "gradient_accumulation_steps", "network_dim",
                  "checkpointing_steps", "checkpoints_total_limit", "log_every", "lr_scheduler_num_cycles"):
         value = getattr(c, name)
-        _check(e, isinstance(value, int) and value >= 1, f"{name} must be a whole number of at least 1, got {value!r}")
-    _check(e, c.lr_warmup_steps >= 0, f"lr_warmup_steps must be 0 or more, got {c.lr_warmup_steps}")
+        _check(e, isinstance(value, int) and 1 <= value <= MAX_COUNT,
+               f"{name} must be a whole number from 1 to {MAX_COUNT:,}, got {value!r}")
+    _check(e, 0 <= c.lr_warmup_steps <= MAX_COUNT, f"lr_warmup_steps must be from 0 to {MAX_COUNT:,}, got {c.lr_warmup_steps}")
+    _check(e, 0 <= c.seed < 2**63, f"seed must be a whole number from 0 to 2^63-1, got {c.seed}")
+    _check(e, c.resolution <= 8192, f"resolution must be at most 8192, got {c.resolution}")
     _check(e, c.lr_warmup_steps < c.max_train_steps or c.lr_scheduler == "constant",
            f"lr_warmup_steps ({c.lr_warmup_steps}) must be below max_train_steps ({c.max_train_steps})")
     _check(e, c.learning_rate > 0, f"learning_rate must be above 0, got {c.learning_rate}")
