@@ -1,7 +1,7 @@
 """The pre-trained tiny models follow their prompt and vary with the seed; the build is cached and content-keyed.
 
 Every image below has its own seed (no seed is shared between the two sides of a comparison), except in the
-same-seed test, whose point is that only the prompt differs."""
+same-seed tests, whose point is that only the prompt differs."""
 
 import json
 from pathlib import Path
@@ -60,16 +60,42 @@ def test_brightness_named_in_the_prompt(pipes, kind):
     assert _welch_t(bright, dark) > 2.0, (bright, dark)
 
 
-def test_same_seed_different_prompt_gives_a_different_picture(pipes):
-    # The random-weight tiny model gave a pixel correlation of 0.9995 here: it ignored its prompt.
-    corr = {}
-    for kind in ("eps", "v"):
-        corr[kind] = []
-        for seed in (7, 8, 9, 10):
-            a, = _images(pipes[kind], "red circle, left, green background", [seed])
-            b, = _images(pipes[kind], "blue square, right, dark, yellow background", [seed])
-            corr[kind].append(np.corrcoef(a.ravel(), b.ravel())[0, 1])
-    assert np.mean(corr["eps"]) < 0.9 and np.mean(corr["v"]) < 0.5, corr
+def _same_seed_shift(loaded) -> tuple[float, float, list[float]]:
+    """At each of eight seeds, the warmth of "red ..." minus that of "blue ..." drawn from the same noise: (mean,
+    paired t, the differences). Only the prompt differs between the two sides."""
+    from scipy import stats
+
+    seeds = range(7, 15)
+    red = [_warmth(i) for i in _images(loaded, "red circle, red background", seeds)]
+    blue = [_warmth(i) for i in _images(loaded, "blue circle, blue background", seeds)]
+    diffs = [r - b for r, b in zip(red, blue)]
+    return float(np.mean(diffs)), float(stats.ttest_1samp(diffs, 0.0).statistic), diffs
+
+
+def _prompt_moves_the_picture(loaded) -> bool:
+    mean, t, _ = _same_seed_shift(loaded)
+    return mean > 0.05 and t > 2.0
+
+
+@pytest.mark.parametrize("kind", ["eps", "v"])
+def test_at_one_seed_the_picture_moves_the_way_the_prompt_says(pipes, kind):
+    # Not a pixel correlation: how far the layout moves with the prompt differs from one build of the tiny models to
+    # the next (their pre-training is not bit-reproducible across machines; builds gave eps 0.07 and 0.96, v 0.76 and
+    # -0.47), and a threshold on it passed or failed by build. What the prompt must do at a fixed seed is move the
+    # picture the way it names: redder for "red" than for "blue", paired over eight seeds.
+    mean, t, diffs = _same_seed_shift(pipes[kind])
+    assert mean > 0.05 and t > 2.0, (mean, t, diffs)
+
+
+def test_the_same_seed_check_fails_on_random_weights(tmp_path_factory):
+    """The control: the seeded random-weight models ignore their prompt, and the check above must say so."""
+    from generation.pipelines.loading import load_pipeline
+    from generation.tiny import make_tiny_models
+
+    random_models = make_tiny_models(tmp_path_factory.mktemp("tiny-random"), pretrained=False)
+    for kind, path, prediction in (("eps", random_models.eps_file, "eps"), ("v", random_models.v_file, "v")):
+        loaded = load_pipeline(VariantSpec(f"tiny-random-{kind}", "single_file", path, prediction_type=prediction), "cpu")
+        assert not _prompt_moves_the_picture(loaded), (kind, _same_seed_shift(loaded))
 
 
 def test_images_vary_with_the_seed(pipes):
