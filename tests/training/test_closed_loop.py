@@ -114,3 +114,14 @@ def test_the_loop_runs_end_to_end_and_reports_its_json(tiny_models, tmp_path, me
 
     with safe_open(out["lora_file"], "pt") as f:
         assert any(k.startswith("lora_unet_") for k in f.keys())
+    # SFT also meets its shuffled-label sibling; DPO's shuffled control stays at one half by itself
+    assert ("sibling_win_rate" in out) == (method == "sft")
+    if method == "sft":
+        assert out["sibling_ci_low"] <= out["sibling_win_rate"] <= out["sibling_ci_high"]
+        # the sibling is the shuffled control's child: the same polls, seeds and training, only the labels shuffled
+        from .test_loop import assert_same_lora
+
+        control = cl.run_closed_loop(cl.LoopSettings(**{**settings.__dict__, "labels": "shuffled"}),
+                                     parent(tiny_models, "eps"), tmp_path / "control")
+        assert "sibling_win_rate" not in control
+        assert_same_lora(out["sibling_lora_file"], control["lora_file"], atol=1e-6)

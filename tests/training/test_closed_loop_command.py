@@ -34,8 +34,9 @@ def test_the_loop_prints_its_line_and_enrols_the_child_under_its_parent(tiny_mod
     assert child.card["labels"] == "shuffled" and child.card["steps"] == 2
     assert any(lora.path.endswith(".safetensors") for lora in child.loras.all())
     # A second loop enrols its child under the same parent, registered once.
-    again = _run(tiny_models, tmp_path / "2", "--method", "sft", "--seed", "6")
+    again = _run(tiny_models, tmp_path / "2", "--method", "sft", "--seed", "6", "--no-sibling")
     assert again["child_variant"]["parent"] == parent.id and again["child_variant"]["id"] != child.id
+    assert "sibling_win_rate" not in again
     assert ModelVariant.objects.filter(name=parent.name).count() == 1 and parent.children.count() == 2
 
 

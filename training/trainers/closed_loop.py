@@ -17,6 +17,10 @@ with the arena's own (the real vote service and dataset builder) and keep the re
   with its 95% Wilson interval; and the held-out denoising MSE of child / parent on the parent's held-out
   images (fixed noise and timesteps; epsilon space for v), which shows a degenerated child (> 1.05).
 
+* ``sibling_versus``: for SFT (true labels), the child against its shuffled-label sibling, trained on the same
+  polls with the shuffled control's labels: SFT moves a child whatever the labels (the shuffled control beats the
+  parent too), and this head-to-head keeps only the votes' part (``sibling_win_rate`` and its interval).
+
 ``run_closed_loop(settings, parent, work_dir)`` chains them and returns the JSON dict
 ``{"pairs", "train_steps", "train_s", "implicit_acc", "child_win_rate", "ci_low", "ci_high", "heldout_polls",
 "mse_ratio", "lora_file"}`` (plus the settings and timings). Every image and every held-out poll has a distinct
@@ -84,7 +88,14 @@ class LoopSettings:
     network_dim: int = 8
     network_alpha: float = 8.0
     train_batch_size: int = 4
+    # the child also meets its shuffled-label sibling (``sibling_versus``); None: for SFT with true labels, whose
+    # shuffled control moves too (see METHOD_DEFAULTS)
+    sibling: bool | None = None
     extra: dict = field(default_factory=dict)  # any other TrainConfig fields
+
+    @property
+    def wants_sibling(self) -> bool:
+        return self.sibling if self.sibling is not None else (self.method == "sft" and self.labels == "true")
 
     @property
     def images_per_poll(self) -> int:
@@ -324,24 +335,45 @@ def heldout_mse(parent_pipe, child_pipe, images: list[str], prompt_list: list[st
     return totals[0] / len(images), totals[1] / len(images)
 
 
+def head_to_head(left_loaded, right_loaded, prompt_list: list[str], settings: LoopSettings):
+    """The judge's votes, left model vs right model, on the held-out prompts at the held-out seeds (one seed per
+    poll, shared by both): (wins of the left, ties counting half; polls; left images; right images)."""
+    from .judge import vote
+
+    items = [(p, HELDOUT_SEED_BASE + settings.seed * 100_000 + k) for k, p in enumerate(prompt_list)]
+    reqs = _requests(items, settings)
+    left_images = left_loaded.generate_arrays(reqs)
+    right_images = right_loaded.generate_arrays(reqs)
+    wins = 0.0
+    for a, b in zip(left_images, right_images):
+        v = vote(a, b, judge=settings.judge)
+        wins += 1.0 if v == "left" else 0.5 if v == "tie" else 0.0
+    return wins, len(items), left_images, right_images
+
+
+def sibling_versus(parent: ParentModel, lora_file: str, polls: list[Poll], prompt_list: list[str], work_dir,
+                   settings: LoopSettings) -> dict:
+    """The child against its shuffled-label sibling: the same parent, polls, seeds and training, only the labels
+    shuffled (the shuffled control's child), so whatever SFT teaches regardless of the labels (the round trip of
+    the parent's pictures through the VAE) is on both sides and the judge sees the votes' part alone."""
+    shuffled = dataclasses.replace(settings, labels="shuffled")
+    work_dir = Path(work_dir)
+    dataset = write_pairs_dataset(judge_polls(polls, shuffled), work_dir / "dataset.parquet", shuffled)
+    sibling = train_child(parent, dataset.path, work_dir, shuffled)
+    wins, n, _, _ = head_to_head(_load(parent, lora_file), _load(parent, sibling.lora_file), prompt_list, settings)
+    lo, hi = wilson_interval(wins, n)
+    return {"sibling_win_rate": round(wins / n, 4), "sibling_ci_low": round(lo, 4), "sibling_ci_high": round(hi, 4),
+            "sibling_lora_file": sibling.lora_file}
+
+
 def evaluate(parent: ParentModel, lora_file: str, prompt_list: list[str], out_dir, settings: LoopSettings, *,
              parent_loaded=None) -> dict:
     """Child vs parent on held-out polls (a fresh seed per poll, the same for both models), judged by the
     synthetic judge (the child on the left; ties count half); and the held-out MSE ratio child / parent."""
-    from .judge import vote
-
     parent_loaded = parent_loaded or _load(parent)
     child_loaded = _load(parent, lora_file)
     out_dir = Path(out_dir)
-    items = [(p, HELDOUT_SEED_BASE + settings.seed * 100_000 + k) for k, p in enumerate(prompt_list)]
-    reqs = _requests(items, settings)
-    parent_images = parent_loaded.generate_arrays(reqs)
-    child_images = child_loaded.generate_arrays(reqs)
-    wins = 0.0
-    for c, p in zip(child_images, parent_images):
-        v = vote(c, p, judge=settings.judge)
-        wins += 1.0 if v == "left" else 0.5 if v == "tie" else 0.0
-    n = len(items)
+    wins, n, child_images, parent_images = head_to_head(child_loaded, parent_loaded, prompt_list, settings)
     lo, hi = wilson_interval(wins, n)
     paths = [_save_png(a, out_dir / f"heldout{k:04d}_parent.png") for k, a in enumerate(parent_images)]
     mse_parent, mse_child = heldout_mse(parent_loaded.pipe, child_loaded.pipe, paths, prompt_list,
@@ -376,6 +408,11 @@ def run_closed_loop(settings: LoopSettings, parent: ParentModel, work_dir, *, lo
     t = time.perf_counter()
     heldout = evaluate(parent, result.lora_file, held_prompts, work_dir / "heldout", settings, parent_loaded=loaded)
     eval_s = time.perf_counter() - t
+    if settings.wants_sibling:
+        t = time.perf_counter()
+        heldout |= sibling_versus(parent, result.lora_file, polls, held_prompts, work_dir / "sibling", settings)
+        heldout["sibling_s"] = round(time.perf_counter() - t, 1)
+        say(f"against its shuffled-label sibling: {heldout['sibling_win_rate']}")
     metrics = result.metrics or {}
     acc = metrics.get("implicit_acc")
     return {"pairs": len(pairs), "polls": len({p.poll_id for p in pairs}), "images_per_poll": settings.images_per_poll,

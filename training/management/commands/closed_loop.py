@@ -26,7 +26,9 @@ the parent's average image lacks, plus whatever the VAE round trip of the parent
 seeds 0, 1, 2: 0.727, 0.680, 0.609, all above one half; longer or faster SFT drifted instead, 300 steps at lr
 3e-3 made the child colder, 0.266). The shuffled-label control of SFT, however, also beat the parent (0.648
 [0.563, 0.726] and 0.617 [0.531, 0.697] at seeds 0 and 1; 0.453 [0.370, 0.540] at seed 2): SFT moves the child
-whatever the labels, and only the gap between the two (+0.08, +0.06, +0.16) is the votes' effect. DPO's controls behave (shuffled 0.406 [0.295, 0.529], reversed 0.078).
+whatever the labels, and only the gap between the two (+0.08, +0.06, +0.16) is the votes' effect. So an SFT run
+also trains that sibling (the same polls with the shuffled labels) and prints ``sibling_win_rate``: the child
+against it on the held-out polls, where the drift is on both sides (``--no-sibling`` leaves it out). DPO's controls behave (shuffled 0.406 [0.295, 0.529], reversed 0.078).
 So SFT defaults to 128 polls of eight and 128 held-out polls, DPO to 64 duels and 64 held-out polls
 (``training.trainers.closed_loop.METHOD_DEFAULTS``).
 
@@ -64,6 +66,8 @@ class Command(BaseCommand):
         parser.add_argument("--work-dir", default=None, help="where images, dataset and LoRA go (default: a new "
                                                              "folder under TRAINING_DIR/closed-loop)")
         parser.add_argument("--no-enrol", action="store_true", help="leave the arena out (the loop only)")
+        parser.add_argument("--no-sibling", action="store_true",
+                            help="SFT: leave out the child's match against its shuffled-label sibling")
 
     def handle(self, *args, **options):
         from training.trainers.closed_loop import LoopSettings, run_closed_loop
@@ -101,6 +105,8 @@ class Command(BaseCommand):
                 raise CommandError(f"--{name.replace('_', '-')} must be at least 1")
         fields = {**extra, **{k: v for k, v in given.items() if v is not None},
                   "method": options["method"], "labels": labels, "seed": options["seed"]}
+        if options["no_sibling"]:
+            fields["sibling"] = False
         try:
             return LoopSettings(**fields)
         except TypeError as exc:
