@@ -133,9 +133,20 @@ def _outcome(row: tuple) -> Outcome:
     return Outcome(players=tuple(variants), ranks=tuple(ranks), full_ranking=full)
 
 
+def _work_waiting() -> bool:
+    """Whether a pass has anything to do: a vote without its place (the partial index ``vote_unsequenced``) or a
+    rebuild asked for. Two index lookups outside any transaction, so an idle consumer takes no lock: on SQLite
+    (``transaction_mode IMMEDIATE``) the ledger's locked transaction is the database's write lock, which votes wait
+    on. A vote committed just after the look is found by the next pass, as it would be after an empty locked one."""
+    return (Vote.objects.filter(seq__isnull=True).exists()
+            or RatingLedger.objects.filter(id=1, rebuild_requested=True).exists())
+
+
 def ratings_apply_pending(*, batch_size: int = BATCH) -> int:
     """Give the next votes their place in the log, chain them and apply the counted ones (see the module
     docstring). Returns how many votes it placed; 0 when none was waiting."""
+    if not _work_waiting():
+        return 0
     with transaction.atomic():
         ledger = _ledger()
         if ledger.rebuild_requested:

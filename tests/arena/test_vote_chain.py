@@ -67,3 +67,24 @@ def test_check_finds_a_rewritten_vote():
     assert not report.chain_ok and report.chain_broken_at == 4
     with pytest.raises(CommandError, match="chain"):
         call_command("recompute_ratings", "--check")
+
+
+def test_an_idle_consumer_looks_with_two_queries_and_no_lock_and_still_finds_the_next_vote_and_rebuild(
+        django_assert_num_queries):
+    from arena.models import RatingLedger
+    from arena.services import ratings as ratings_service
+    from tests.arena.factories import make_variant
+    from tests.arena.votelog import cast
+
+    a, b = make_variant(), make_variant()
+    cast((a, b), "left")  # placed at once
+    with django_assert_num_queries(2) as idle:  # the two lookups: no SELECT ... FOR UPDATE, no write
+        assert ratings_service.ratings_apply_pending() == 0
+    assert all(word not in q["sql"].upper() for q in idle.captured_queries for word in ("FOR UPDATE", "UPDATE ", "INSERT"))
+    waiting = cast((b, a), "left", apply=False)
+    assert ratings_service.ratings_apply_pending() == 1
+    waiting.refresh_from_db()
+    assert waiting.seq is not None
+    ratings_service.ratings_request_rebuild()
+    assert ratings_service.ratings_apply_pending() == 0  # a rebuild places nothing new, but it runs
+    assert not RatingLedger.objects.get().rebuild_requested
