@@ -103,11 +103,12 @@ try:
 except Exception as exc:  # dj_database_url raises several types for unknown schemes
     raise ImproperlyConfigured(f"DATABASE_URL={DATABASE_URL!r} is not a usable database URL: {exc}") from None
 if _db["ENGINE"] == "django.db.backends.sqlite3":
-    # WAL and a busy timeout let the embedded site take concurrent writes without "database is locked".
+    # WAL and a busy timeout let the embedded site take concurrent writes without "database is locked". Connections
+    # persist as PostgreSQL's do (DB_CONN_MAX_AGE): closing one after each request reopened the file, ran the
+    # PRAGMAs again and checkpointed the WAL, every request.
     _db.setdefault("OPTIONS", {}).update(
         {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;PRAGMA synchronous=NORMAL;"}
     )
-    _db["CONN_MAX_AGE"] = 0
 # A persistent connection broken by a database restart is noticed and replaced at the start of the next request.
 _db["CONN_HEALTH_CHECKS"] = True
 DATABASES = {"default": _db}
