@@ -2,9 +2,10 @@
 code on fixed prompts and seeds, so the watch page shows what the run is doing to the pictures as it goes.
 
 kohya sd-scripts' knobs by their names: ``sample_prompts`` (here the prompts themselves, one per line, instead of
-a file), ``sample_every_n_steps`` (0 = at every checkpoint) and ``sample_sampler``; plus the steps and CFG scale
-kohya reads from each prompt line (``--s``, ``--l``). One image per prompt, seed ``config.seed + k`` (the k-th
-prompt), at the training resolution: the same prompt and seed at every checkpoint, so only the LoRA differs.
+a file), ``sample_every_n_steps`` (0 = at every checkpoint) and ``sample_sampler``; ``sample_steps`` and
+``sample_cfg_scale`` hold for every prompt (what kohya reads from each prompt line's ``--s`` and ``--l``). One image
+per prompt, seed ``config.seed + k`` (the k-th prompt), at the training resolution: the same prompt and seed at
+every checkpoint, so only the LoRA differs.
 
 Sampling must not change the run: it draws from its own seeded generators, the global RNG state is restored
 afterwards (a resumed run equals an uninterrupted one with or without samples), and the modules go back to
