@@ -261,3 +261,19 @@ def test_manage_py_train_runs_a_queued_run_to_its_end_in_process(tiny_models, dj
         call_command("train", str(run.pk))  # nothing to claim: it says so
     with pytest.raises(CommandError, match="no training run 999"):
         call_command("train", "999")
+
+
+def test_a_first_caption_generation_would_refuse_gives_no_samples_instead_of_failed_ones(
+        tiny_models, monkeypatch, django_capture_on_commit_callbacks):
+    from training.trainers import dataset as trainers_dataset
+
+    parent = register_parent(tiny_models)
+    dataset = voted_dataset()
+    monkeypatch.setattr(trainers_dataset, "first_caption", lambda path: "1girl, <lora:style:0.8>")
+    with django_capture_on_commit_callbacks(execute=False):
+        run = services.run_create(method="sft", dataset=dataset, parent=parent, config=SMALL)
+    assert run.status == "queued" and run.config["sample_prompts"] == ""
+    monkeypatch.setattr(trainers_dataset, "first_caption", lambda path: "1girl, red hair")
+    with django_capture_on_commit_callbacks(execute=False):
+        run = services.run_create(method="sft", dataset=dataset, parent=parent, config=SMALL)
+    assert run.config["sample_prompts"] == "1girl, red hair"

@@ -132,8 +132,11 @@ def run_create(*, method: str, dataset: PreferenceDataset | None, parent: ModelV
     max_steps = cfg.epochs if method == TrainingRun.Method.REWARD else cfg.max_train_steps
     if method != TrainingRun.Method.REWARD and not cfg.sample_prompts:  # the watch page shows samples by default
         from training.trainers.dataset import first_caption
+        from training.trainers.samples import sample_errors
 
-        cfg = cfg.replace(sample_prompts=first_caption(dataset.path))
+        caption = first_caption(dataset.path)  # unless generation would refuse it (a fixed prompt's <lora:> tag)
+        if caption and not sample_errors(cfg.replace(sample_prompts=caption)):
+            cfg = cfg.replace(sample_prompts=caption)
     with transaction.atomic():
         run = TrainingRun.objects.create(
             method=method, parent=parent if method != TrainingRun.Method.REWARD else None, dataset=dataset,
