@@ -22,8 +22,12 @@ SAMPLES_DIR = "samples"
 MAX_PROMPTS = 8
 
 
+def _lines(config) -> list[str]:
+    return [line.strip() for line in str(config.sample_prompts or "").splitlines() if line.strip()]
+
+
 def sample_prompts(config) -> list[str]:
-    return [line.strip() for line in str(config.sample_prompts or "").splitlines() if line.strip()][:MAX_PROMPTS]
+    return _lines(config)[:MAX_PROMPTS]
 
 
 def due(config, step: int) -> bool:
@@ -58,12 +62,12 @@ def sample_errors(config) -> list[str]:
     if isinstance(config.sample_every_n_steps, bool) or not isinstance(config.sample_every_n_steps, int) \
             or config.sample_every_n_steps < 0:
         errors.append(f"sample_every_n_steps must be 0 (at each checkpoint) or more, got {config.sample_every_n_steps!r}")
-    lines = [line.strip() for line in str(config.sample_prompts or "").splitlines() if line.strip()]
+    lines = _lines(config)
     if len(lines) > MAX_PROMPTS:
         errors.append(f"sample_prompts: at most {MAX_PROMPTS} prompts (one image each at every checkpoint)")
     # the size is the run's resolution, checked above; 1024 stands in for it (the tiny models' 64 px is below
     # generation's job limits)
-    for req in _requests(config, lines[:MAX_PROMPTS] or ["a sample"], 1024):
+    for req in _requests(config, sample_prompts(config) or ["a sample"], 1024):
         try:
             validate_request(req)
         except GenerationError as exc:
