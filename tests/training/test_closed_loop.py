@@ -47,6 +47,7 @@ def test_labels_follow_the_judge_and_the_controls_transform_them(judged):
     from training.trainers.judge import warmth
 
     settings, pairs, _ = judged
+    settings = cl.LoopSettings(**{**settings.__dict__, "judge_temperature": 0.0})  # the deterministic judge
     true = cl.judge_pairs(pairs, settings)
     for p in true:
         w0, w1 = (warmth(Image.open(x)) for x in (p.image_0, p.image_1))
@@ -59,6 +60,25 @@ def test_labels_follow_the_judge_and_the_controls_transform_them(judged):
         cl.judge_pairs(pairs, cl.LoopSettings(labels="inverted"))
 
 
+def test_the_noisy_voter_labels_by_its_coin_the_same_on_a_rerun(judged):
+    from PIL import Image
+
+    from training.trainers.judge import vote
+
+    settings, pairs, _ = judged
+    assert settings.judge_temperature == cl.VOTER_TEMPERATURE > 0  # the loop's default voter is noisy
+    noisy = cl.judge_pairs(pairs, settings)
+    assert [p.label_0 for p in noisy] == [p.label_0 for p in cl.judge_pairs(pairs, settings)]
+    assert len(noisy) == len(pairs)  # a coin never ties
+    for p in noisy:  # each label is the Bradley-Terry voter's coin for that pair, under the run's seed
+        with Image.open(p.image_0) as a, Image.open(p.image_1) as b:
+            v = vote(a.convert("RGB"), b.convert("RGB"), temperature=settings.judge_temperature,
+                     seed=f"train-{settings.seed}")
+        assert p.label_0 == (1.0 if v == "left" else 0.0)
+    hot = cl.judge_pairs(pairs, cl.LoopSettings(**{**settings.__dict__, "judge_temperature": 100.0}))
+    assert [p.label_0 for p in hot] != [p.label_0 for p in noisy]  # a voter who barely looks: other labels
+
+
 def test_a_free_for_all_poll_pairs_its_winner_with_each_other_image_and_the_controls_move_the_winner(tiny_models,
                                                                                                      tmp_path):
     from PIL import Image
@@ -67,9 +87,9 @@ def test_a_free_for_all_poll_pairs_its_winner_with_each_other_image_and_the_cont
 
     # the defaults: duels for DPO, 8-image polls for SFT; an explicit count wins
     assert cl.LoopSettings(method="dpo").images_per_poll == 2 and cl.LoopSettings(method="sft").images_per_poll == 8
-    assert cl.LoopSettings(method="sft").heldout == 128 and cl.LoopSettings(method="dpo", heldout_polls=9).heldout == 9
+    assert cl.LoopSettings(method="sft").heldout == 256 and cl.LoopSettings(method="dpo", heldout_polls=9).heldout == 9
     assert cl.LoopSettings(method="sft").polls == 128 and cl.LoopSettings(method="dpo").polls == 64
-    settings = cl.LoopSettings(method="sft", pairs=6, seed=4, candidates=4)
+    settings = cl.LoopSettings(method="sft", pairs=6, seed=4, candidates=4, judge_temperature=0.0)
     assert settings.images_per_poll == 4
     polls = cl.generate_polls(parent(tiny_models, "eps"), cl.prompts(6, seed=4, stream="train"), tmp_path, settings)
     seeds = [s for p in polls for s in p.seeds]
@@ -90,6 +110,16 @@ def test_a_free_for_all_poll_pairs_its_winner_with_each_other_image_and_the_cont
     assert winners["shuffled"] != winners["true"]
     again = cl.judge_polls(polls, cl.LoopSettings(**{**settings.__dict__, "labels": "shuffled"}))
     assert [r.image_0 for r in again][::3] == winners["shuffled"]
+    # the noisy voter: each poll's winner is judge.choose's Plackett-Luce draw under the run's seed
+    from training.trainers.judge import choose
+
+    noisy = cl.LoopSettings(**{**settings.__dict__, "judge_temperature": cl.VOTER_TEMPERATURE})
+    rows = cl.judge_polls(polls, noisy)
+    assert len(rows) == 18
+    for p in polls:
+        (winner,) = {r.image_0 for r in rows if r.poll_id == p.poll_id}
+        images = [Image.open(x).convert("RGB") for x in p.images]
+        assert winner == p.images[choose(images, temperature=noisy.judge_temperature, seed="train-4")]
     with pytest.raises(Exception, match="at least 2 images"):
         cl.generate_polls(parent(tiny_models, "eps"), ["a"], tmp_path, cl.LoopSettings(candidates=1))
 

@@ -1,6 +1,7 @@
 """The synthetic judge is the documented pure function of the image it claims to be."""
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from training.trainers import judge
@@ -29,6 +30,42 @@ def test_votes_prefer_the_warmer_image_ties_within_the_margin_and_noisy_votes_ar
     agree = np.mean([(v == "left") == (judge.warmth(a) > judge.warmth(b))
                      for v, a, b in zip(noisy, pictures, pictures[::-1])])
     assert 0.6 < agree < 1.0  # noisy, but mostly with the score
+
+
+def test_a_polls_winner_is_a_plackett_luce_draw_that_reduces_to_the_duel_vote():
+    pictures = [judge.synthetic_image(i, warm=w) for i, w in enumerate((-0.3, 0.1, 0.05, -0.1))]
+    scores = np.array([judge.warmth(p) for p in pictures])
+    assert judge.choose(pictures) == int(np.argmax(scores))
+    assert judge.choose(pictures, lowest=True) == int(np.argmin(scores))
+    # the draw's frequencies over seeds are softmax(score / T), the probabilities computed here independently
+    t = 0.05
+    p = np.exp(scores / t) / np.exp(scores / t).sum()
+    draws = np.bincount([judge.choose(pictures, temperature=t, seed=k) for k in range(4000)], minlength=4) / 4000
+    assert np.abs(draws - p).max() < 0.03, (draws, p)
+    assert judge.choose(pictures, temperature=t, seed=9) == judge.choose(pictures, temperature=t, seed=9)
+    # two images: the same coin as the Bradley-Terry vote, so the same winner for every seed
+    a, b = pictures[1], pictures[3]
+    assert all((judge.choose([a, b], temperature=t, seed=k) == 0) == (judge.vote(a, b, temperature=t, seed=k) == "left")
+               for k in range(200))
+    with pytest.raises(ValueError, match="at least 2"):
+        judge.choose(pictures[:1])
+
+
+def test_the_voters_temperature_makes_a_plain_difference_near_certain_and_a_faint_one_a_coin_flip():
+    t = judge.VOTER_TEMPERATURE
+
+    def warmer(levels):  # a grey picture whose red channel is raised by ``levels`` of 255
+        arr = np.full((8, 8, 3), 100, dtype=np.uint8)
+        arr[..., 0] += levels
+        return Image.fromarray(arr)
+
+    def left_rate(levels, n=600):
+        a, b = warmer(levels), warmer(0)
+        return np.mean([judge.vote(a, b, temperature=t, seed=k) == "left" for k in range(n)])
+
+    assert abs(judge.warmth(warmer(38)) - judge.warmth(warmer(0)) - 38 / 255) < 1e-12  # 0.15: a plain colour cast
+    assert 0.90 < left_rate(38) < 0.98  # 0.149: sigmoid(0.149 / 0.05) = 0.952
+    assert 0.44 < left_rate(1) < 0.60  # one level of red (0.004): sigmoid(0.078) = 0.520
 
 
 def test_synthetic_images_shift_with_warmth():

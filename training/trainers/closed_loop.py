@@ -43,6 +43,7 @@ import numpy as np
 
 from .config import ParentModel, RunPaths, TrainConfig
 from .errors import TrainingError
+from .judge import VOTER_TEMPERATURE
 from .reward import wilson_interval  # ratings' Wilson interval, (0, 1) for no polls
 
 LABELS = ("true", "shuffled", "reversed")
@@ -58,8 +59,8 @@ HELDOUT_SEED_BASE = 900_000_000  # held-out polls: HELDOUT_SEED_BASE + run seed 
 # whatever the labels (their VAE round trip, which DPO's contrast cancels): the shuffled-label control gave 0.648
 # [0.563, 0.726] and 0.617 [0.531, 0.697] at seeds 0 and 1 (0.453 [0.370, 0.540] at seed 2), so SFT's win over its
 # parent is not the votes' alone; only the gap to its shuffled control (+0.08, +0.06, +0.16) is. See the closed_loop command's docstring.
-METHOD_DEFAULTS = {"dpo": {"pairs": 64, "candidates": 2, "heldout_polls": 64},
-                   "sft": {"pairs": 128, "candidates": 8, "heldout_polls": 128}}
+METHOD_DEFAULTS = {"dpo": {"pairs": 64, "candidates": 2, "heldout_polls": 256},
+                   "sft": {"pairs": 128, "candidates": 8, "heldout_polls": 256}}
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,9 @@ class LoopSettings:
     candidates: int = 0
     labels: str = "true"  # "true" | "shuffled" | "reversed"
     judge: str = "warmth"
+    # the judge as a noisy Bradley-Terry voter (judge.VOTER_TEMPERATURE: why this value), for the training votes
+    # and the held-out votes alike; 0: the deterministic judge, which sees drifts no voter would
+    judge_temperature: float = VOTER_TEMPERATURE
     # training polls; 0: the method's default (METHOD_DEFAULTS). Measured (v parent, 3 seeds): DPO on 64 duels won
     # 0.85-0.94 with MSE ratio <= 1.05; 96 duels x 150 steps gave 1.10
     pairs: int = 0
@@ -223,8 +227,9 @@ def generate_pairs(parent: ParentModel, prompt_list: list[str], out_dir, setting
 
 
 def judge_pairs(pairs: list[PollPair], settings: LoopSettings) -> list[PollPair]:
-    """The synthetic judge's labels (``judge.vote``, no margin; a rare exact tie is dropped), then the control
-    transformation: "shuffled" permutes the labels across polls (seeded), "reversed" swaps every label."""
+    """The synthetic judge's labels (``judge.vote`` at ``settings.judge_temperature``, no margin; without
+    temperature a rare exact tie is dropped), then the control transformation: "shuffled" permutes the labels
+    across polls (seeded), "reversed" swaps every label."""
     from PIL import Image
 
     from .judge import vote
@@ -233,7 +238,8 @@ def judge_pairs(pairs: list[PollPair], settings: LoopSettings) -> list[PollPair]
     judged = []
     for p in pairs:
         with Image.open(p.image_0) as a, Image.open(p.image_1) as b:
-            v = vote(a.convert("RGB"), b.convert("RGB"), judge=settings.judge)
+            v = vote(a.convert("RGB"), b.convert("RGB"), judge=settings.judge,
+                     temperature=settings.judge_temperature, seed=f"train-{settings.seed}")
         if v in ("left", "right"):
             judged.append((p, 1.0 if v == "left" else 0.0))
     firsts = np.array([first for _, first in judged])
@@ -245,13 +251,14 @@ def judge_pairs(pairs: list[PollPair], settings: LoopSettings) -> list[PollPair]
 
 
 def judge_polls(polls: list[Poll], settings: LoopSettings) -> list[PollPair]:
-    """Judged pair rows of the polls. Duels: ``judge_pairs``. Free-for-all polls: the winner is the image the
-    judge scores highest (a poll whose top two scores tie exactly is dropped); "shuffled" makes a seeded uniform
-    draw the winner instead, "reversed" the lowest-scored image; the winner is then paired with each other image
-    (label 1 for the winner), so its pair rows share the poll's id."""
+    """Judged pair rows of the polls. Duels: ``judge_pairs``. Free-for-all polls: the winner is the judge's
+    choice (``judge.choose`` at ``settings.judge_temperature``: a Plackett-Luce draw; without temperature the
+    highest score, and a poll whose top two scores tie exactly is dropped); "shuffled" makes a seeded uniform draw
+    the winner instead, "reversed" the choice of a voter with the opposite taste; the winner is then paired with
+    each other image (label 1 for the winner), so its pair rows share the poll's id."""
     from PIL import Image
 
-    from .judge import score
+    from .judge import choose, score
 
     _check_labels(settings)
     if all(len(p.images) == 2 for p in polls):
@@ -259,15 +266,16 @@ def judge_polls(polls: list[Poll], settings: LoopSettings) -> list[PollPair]:
     coin = np.random.default_rng([settings.seed, 3])
     rows = []
     for p in polls:
-        scores = []
+        images = []
         for path in p.images:
             with Image.open(path) as im:
-                scores.append(score(im.convert("RGB"), settings.judge))
-        top = sorted(scores, reverse=True)
-        if top[0] == top[1]:
+                images.append(im.convert("RGB"))
+        scores = sorted((score(im, settings.judge) for im in images), reverse=True)
+        if settings.judge_temperature <= 0 and (scores[0] == scores[1] or scores[-1] == scores[-2]):
             continue
-        winner = (int(coin.integers(len(scores))) if settings.labels == "shuffled"
-                  else int(np.argmin(scores)) if settings.labels == "reversed" else int(np.argmax(scores)))
+        winner = (int(coin.integers(len(images))) if settings.labels == "shuffled"
+                  else choose(images, judge=settings.judge, temperature=settings.judge_temperature,
+                              seed=f"train-{settings.seed}", lowest=settings.labels == "reversed"))
         rows += [PollPair(p.poll_id, p.prompt, p.seeds[winner], p.seeds[k], p.images[winner], p.images[k], 1.0, 0.0)
                  for k in range(len(p.images)) if k != winner]
     return rows
@@ -336,8 +344,9 @@ def heldout_mse(parent_pipe, child_pipe, images: list[str], prompt_list: list[st
 
 
 def head_to_head(left_loaded, right_loaded, prompt_list: list[str], settings: LoopSettings):
-    """The judge's votes, left model vs right model, on the held-out prompts at the held-out seeds (one seed per
-    poll, shared by both): (wins of the left, ties counting half; polls; left images; right images)."""
+    """The judge's votes (at ``settings.judge_temperature``), left model vs right model, on the held-out prompts
+    at the held-out seeds (one seed per poll, shared by both): (wins of the left, ties counting half; polls; left
+    images; right images)."""
     from .judge import vote
 
     items = [(p, HELDOUT_SEED_BASE + settings.seed * 100_000 + k) for k, p in enumerate(prompt_list)]
@@ -346,7 +355,7 @@ def head_to_head(left_loaded, right_loaded, prompt_list: list[str], settings: Lo
     right_images = right_loaded.generate_arrays(reqs)
     wins = 0.0
     for a, b in zip(left_images, right_images):
-        v = vote(a, b, judge=settings.judge)
+        v = vote(a, b, judge=settings.judge, temperature=settings.judge_temperature, seed=f"heldout-{settings.seed}")
         wins += 1.0 if v == "left" else 0.5 if v == "tie" else 0.0
     return wins, len(items), left_images, right_images
 

@@ -10,6 +10,20 @@ small change of the UNet shifts easily).
 sigmoid((score(a) - score(b)) / temperature), the coin drawn from a generator seeded by (seed, both images'
 bytes), so the vote is still a pure function of its inputs. ``both_bad_below``: when both scores are below it
 the vote is "both_bad" (for KTO rows).
+
+**A poll's winner.** ``choose(images)`` is the free-for-all form of the same voter: the highest score without
+temperature; with it, image k wins with probability softmax(score / temperature)_k (Plackett-Luce's first choice,
+which for two images is the Bradley-Terry vote above), the draw seeded by (seed, every image's bytes).
+
+**The voter's temperature** (``VOTER_TEMPERATURE``, what the closed loop uses). A deterministic judge sees any
+drift, however small: with it, the closed loop's shuffled-label controls (children a few thousandths warmer than
+their parents) beat their parents in up to 67% of paired held-out polls -- a difference no voter could see. People
+are noisy voters, and the noise is what decides how small a change an arena can detect, so the loop's voter is a
+noisy one, set by one criterion fixed before any loop ran with it: on the parent's own duels (tiny v parent, the
+loop's training prompts and seeds, 192 duels of seeds 0-2; median |difference| 0.092) the voter sides with the
+warmer picture about four times in five -- 0.82 at temperature 0.05 (0.91 at 0.02, 0.74 at 0.1) -- so two such
+voters agree on about 70% of pairs, a crowd's rate rather than a meter's. At 0.05 a warmth difference of 0.005 wins
+52.5% of votes, 0.05 wins 73%, 0.15 (a plain colour cast) 95%.
 """
 
 from __future__ import annotations
@@ -20,6 +34,7 @@ import math
 import numpy as np
 
 JUDGES = ("warmth", "brightness")
+VOTER_TEMPERATURE = 0.05  # see "The voter's temperature" above
 
 
 def _rgb(image) -> np.ndarray:
@@ -48,14 +63,15 @@ def score(image, judge: str = "warmth") -> float:
     raise ValueError(f"unknown judge {judge!r}: use one of {', '.join(JUDGES)}")
 
 
-def _coin(a, b, seed: int) -> float:
+def _coin(*images, seed) -> float:
+    """A number in [0, 1) fixed by ``seed`` (anything with a str) and the images' pixels."""
     h = hashlib.sha256(str(seed).encode())
-    for im in (a, b):
+    for im in images:
         h.update(np.ascontiguousarray(_rgb(im).astype(np.float32)).tobytes())
     return int.from_bytes(h.digest()[:8], "little") / 2**64
 
 
-def vote(a, b, *, judge: str = "warmth", margin: float = 0.0, temperature: float = 0.0, seed: int = 0,
+def vote(a, b, *, judge: str = "warmth", margin: float = 0.0, temperature: float = 0.0, seed=0,
          both_bad_below: float | None = None) -> str:
     """"left" | "right" | "tie" | "both_bad" for images ``a`` (left) and ``b`` (right); see the module docstring."""
     sa, sb = score(a, judge), score(b, judge)
@@ -64,12 +80,26 @@ def vote(a, b, *, judge: str = "warmth", margin: float = 0.0, temperature: float
     diff = sa - sb
     if temperature > 0:
         p_left = 1.0 / (1.0 + math.exp(-diff / temperature))
-        return "left" if _coin(a, b, seed) < p_left else "right"
+        return "left" if _coin(a, b, seed=seed) < p_left else "right"
     if diff > margin:
         return "left"
     if diff < -margin:
         return "right"
     return "tie"
+
+
+def choose(images, *, judge: str = "warmth", temperature: float = 0.0, seed=0, lowest: bool = False) -> int:
+    """The index of a poll's winner among ``images`` (see the module docstring); ``lowest``: the voter who likes
+    the opposite (the reversed-label control), i.e. the scores negated. Without temperature an exact tie for the
+    top goes to the first."""
+    if len(images) < 2:
+        raise ValueError("a poll needs at least 2 images")
+    scores = np.array([score(im, judge) for im in images]) * (-1.0 if lowest else 1.0)
+    if temperature <= 0:
+        return int(np.argmax(scores))
+    weights = np.exp((scores - scores.max()) / temperature)
+    cumulative = np.cumsum(weights / weights.sum())
+    return min(int(np.searchsorted(cumulative, _coin(*images, seed=seed), side="right")), len(images) - 1)
 
 
 def synthetic_image(seed: int, *, size: int = 64, warm: float = 0.0, light: float = 0.0):
