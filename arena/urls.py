@@ -25,6 +25,7 @@ urlpatterns = [
     path("poll/<polltoken:token>/", polls.poll_detail, name="poll"),
     path("poll/<polltoken:token>/vote/", polls.poll_vote, name="vote"),
     path("poll/<polltoken:token>/reveal/", polls.poll_reveal, name="reveal"),
+    path("poll/<polltoken:token>/ratings/", polls.poll_ratings, name="ratings"),
     path("poll/<polltoken:token>/image/<int:position>", polls.poll_image, name="poll_image"),
     path("leaderboard/", boards.leaderboard, name="leaderboard"),
     path("leaderboard/reports/", boards.leaderboard_reports, name="leaderboard_reports"),

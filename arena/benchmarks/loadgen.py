@@ -1,8 +1,8 @@
 """The load generator of ``bench_votes``: voters doing the full cycle against the site over loopback.
 
 A cycle is what a voter's browser does: the poll page (htmx partial), its images (fetched together), a human
-think time, the vote (whose response is the reveal), and the reveal polled every 300 ms until the ratings
-consumer has applied the vote. In open-loop mode cycles *arrive* as a Poisson process at ``rate`` per second,
+think time, the vote (whose response is the reveal), and the reveal's rating lines polled every 300 ms at the
+URL the reveal names (its ``ratings-poller``) until the ratings consumer has applied the vote. In open-loop mode cycles *arrive* as a Poisson process at ``rate`` per second,
 whatever the server's state (how voters arrive); in closed-loop mode ``clients`` voters repeat cycles back to back.
 
 Pure asyncio and a minimal HTTP/1.1 keep-alive client (no Django, no third-party client): the generator's
@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 TOKEN_RE = re.compile(rb'data-poll="([A-Za-z0-9_-]+)"')
 IMAGE_RE = re.compile(rb'/poll/[A-Za-z0-9_-]+/image/\d')
-PENDING = b"updating the ratings"
+POLLER_RE = re.compile(rb'id="ratings-poller" hx-get="([^"]+)"')  # the reveal waits for the ratings consumer
 DUEL_CHOICES = ("left", "right", "tie", "bothbad", "left", "right")
 
 
@@ -156,11 +156,12 @@ async def cycle(client: Client, voter: Voter, results: Results, rng: random.Rand
             return results.error(f"vote {status}")
         results.accepted.append(token)
         for _ in range(20):
-            if PENDING not in body:
+            poller = POLLER_RE.search(body)
+            if poller is None:
                 break
             await asyncio.sleep(0.3)
             status, _head, body = await _timed(results, "reveal", client.request(
-                "GET", f"/poll/{quote(token)}/reveal/", voter.headers()))
+                "GET", poller.group(1).decode(), voter.headers()))
         results.cycles += 1
     except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
         results.error(type(exc).__name__)

@@ -19,6 +19,7 @@ from arena.selectors.polls import (
     matchmaking_candidates,
     poll_with_entries,
     revealed_images,
+    vote_ratings,
 )
 from arena.selectors.votelog import (
     VoteLog,
@@ -35,5 +36,5 @@ __all__ = [
     "FamilyNode", "OpponentRecord", "VoteLog", "automatic_scores", "family_tree", "free_prompt_from_pool", "free_prompt_pool", "log_fingerprint",
     "matchmaking_candidates", "model_images", "model_ratings", "model_record", "poll_with_entries",
     "ratings_by_scope", "record_from_row", "records_fingerprint", "revealed_images", "scope_choices", "vote_counts",
-    "vote_log", "vote_records", "votes_per_day",
+    "vote_log", "vote_ratings", "vote_records", "votes_per_day",
 ]

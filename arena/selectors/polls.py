@@ -6,7 +6,7 @@ import time
 
 from django.db.models import FilteredRelation, Q
 
-from arena.models import Poll, PollEntry
+from arena.models import Poll, PollEntry, Vote
 from arena.permissions import free_prompts_listed
 from arena.rating_settings import trueskill_params
 from generation.models import ModelVariant, Prompt
@@ -59,6 +59,14 @@ def poll_with_entries(token) -> Poll | None:
         .prefetch_related("entries__variant")
         .first()
     )
+
+
+def vote_ratings(token) -> dict | None:
+    """What the reveal's rating line needs of a poll's vote, in one query (the reveal polls it until the ratings
+    consumer has applied the vote): ``{"mode", "variants" (screen order), "seq", "counted", "excluded",
+    "rating_changes", "voter_key"}``; None when the poll has no vote."""
+    return (Vote.objects.filter(poll__token=token)
+            .values("mode", "variants", "seq", "counted", "excluded", "rating_changes", "voter_key").first())
 
 
 def free_prompt_pool(limit: int = 20) -> list[Prompt]:

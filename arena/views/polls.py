@@ -231,6 +231,45 @@ def poll_reveal(request: HttpRequest, token: str) -> HttpResponse:
     return _reveal(request, poll, vote, entries, replayed=False, token=token)
 
 
+@poll_response
+@require_GET
+def poll_ratings(request: HttpRequest, token: str) -> HttpResponse:
+    """The reveal's rating lines, which the reveal polls until the ratings consumer has applied the vote: each
+    line swapped into its place (htmx out of band), and the poller again while the vote still waits. One query,
+    no poll or image read: the reveal's own page is ``poll_reveal``."""
+    try:
+        if polltickets.is_uuid(token):
+            row = selectors.vote_ratings(token)
+            if row is not None and row["voter_key"] != voter_key(request):
+                raise PollForbidden("This poll was issued to someone else.")
+        else:
+            row = selectors.vote_ratings(_voter_ticket(request, token).nonce)
+        if row is None:
+            raise PollNotFound("This poll has no vote yet.")
+    except ArenaError as exc:
+        return error_response(request, exc)
+    changes = (row["rating_changes"] or {}).get(row["mode"], {})
+    lines = [_rating_line(k, changes.get(str(v))) for k, v in enumerate(row["variants"])]
+    pending = _ratings_pending(row["counted"], row["excluded"], row["seq"])
+    return render(request, "arena/_ratings.html", {"lines": lines, "ratings_pending": pending, "image_token": token})
+
+
+def _ratings_pending(counted: bool, excluded: bool, seq: int | None) -> bool:
+    """Whether a counted vote still waits for the ratings consumer (it has no place in the log yet)."""
+    return counted and not excluded and seq is None
+
+
+def _rating_line(position: int, change: dict | None) -> dict:
+    """One model's rating change on the reveal (Elo before and after, TrueSkill after); no numbers before the
+    consumer applied the vote."""
+    if not change:
+        return {"position": position, "elo_delta": None}
+    (before, after), delta = change["elo"], change["elo"][1] - change["elo"][0]
+    return {"position": position, "elo_before": before, "elo_after": after, "elo_delta": delta,
+            "trend": "up" if delta >= 0.005 else "down" if delta <= -0.005 else "zero",
+            "mu_after": change["mu"][1], "sigma_after": change["sigma"][1]}
+
+
 def _ordinal(n: int) -> str:
     return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
@@ -251,24 +290,17 @@ def _reveal(request: HttpRequest, poll: Poll, vote: Vote, entries: list, *, repl
     changes = (vote.rating_changes or {}).get(poll.mode, {})
     revealed = []
     for entry, rank in zip(entries, vote.ranks):
-        change = changes.get(str(entry.variant_id))
-        delta = (change["elo"][1] - change["elo"][0]) if change else None
         revealed.append(
             {
                 "entry": entry,
                 "rank": rank,
                 "place": _place_words(vote, rank),
-                "trend": None if delta is None else ("up" if delta >= 0.005 else "down" if delta <= -0.005 else "zero"),
                 "winner": rank == min(vote.ranks) and len(set(vote.ranks)) > 1,
-                "elo_before": change["elo"][0] if change else None,
-                "elo_after": change["elo"][1] if change else None,
-                "elo_delta": (change["elo"][1] - change["elo"][0]) if change else None,
-                "mu_after": change["mu"][1] if change else None,
-                "sigma_after": change["sigma"][1] if change else None,
+                "rating": _rating_line(entry.position, changes.get(str(entry.variant_id))),
             }
         )
     context = {"poll": poll, "mode": poll.mode, "vote": vote, "revealed": revealed, "replayed": replayed, "image_token": token or str(poll.token),
-               "ratings_pending": vote.counted and not vote.excluded and vote.seq is None, **_poll_flags(poll.mode)}
+               "ratings_pending": _ratings_pending(vote.counted, vote.excluded, vote.seq), **_poll_flags(poll.mode)}
     template = "arena/_reveal.html" if request.htmx else "arena/reveal_page.html"
     return render(request, template, context)
 

@@ -398,7 +398,12 @@ def test_a_free_duel_is_shown_only_after_its_vote_and_hidden_again_while_its_pro
     assert selectors.free_prompt_pool() == []
     first.get(reverse("arena:poll", args=[duel.token]), **HX)
     assert _rule(Image.objects.all()) == set() and selectors.free_prompt_pool() == []  # ready, not voted
+    ratings = reverse("arena:ratings", args=[duel.token])
+    assert first.get(ratings, **HX).status_code == 404  # the reveal's rating lines: nothing before the vote
     _vote(first, duel)
+    lines = first.get(ratings, **HX)
+    assert lines.status_code == 200 and lines.content.decode().count('hx-swap-oob="true"') == 2
+    assert second.get(ratings, **HX).status_code == 403  # a free duel's lines are its voter's too
     assert _rule(Image.objects.all()) == images
     assert [p.pk for p in selectors.free_prompt_pool()] == [duel.prompt_id]
     again = _free_duel(second, prompt_id=duel.prompt_id)  # someone takes it from the pool

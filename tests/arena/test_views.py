@@ -6,6 +6,9 @@ import re
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from PIL import Image as PILImage
 
@@ -99,19 +102,32 @@ def test_another_voter_cannot_see_or_vote_on_my_poll(client, arena, django_user_
 
 def test_vote_reveals_the_models_then_their_rating_change(client, arena):
     token = _token(client.get(reverse("arena:fixed"), **HX).content.decode())
+    assert client.get(reverse("arena:ratings", args=[token]), **HX).status_code == 404  # no vote yet
     response = client.post(reverse("arena:vote", args=[token]), {"choice": "right"}, **HX)
     assert response.status_code == 200
     html = response.content.decode()
     left, right = [image.variant for image in _images(token)]
     assert left.name in html and right.name in html
-    assert "updating the ratings" in html and reverse("arena:reveal", args=[token]) in html  # the consumer's turn
+    ratings_url = reverse("arena:ratings", args=[token])
+    assert html.count("updating the ratings") == 2 and f'hx-get="{ratings_url}"' in html  # the consumer's turn
     assert 'data-key="next"' in html and "<html" not in html
     vote = Vote.objects.get()
     assert vote.choice == "right" and vote.counted and vote.seq is None
     assert not Rating.objects.exists()  # the vote request took no rating row
+    # the reveal polls its rating lines: still waiting, the poller again and both lines pending
+    waiting = client.get(ratings_url, **HX).content.decode()
+    assert f'hx-get="{ratings_url}"' in waiting and waiting.count("updating the ratings") == 2
+    assert waiting.count('hx-swap-oob="true"') == 2 and 'id="rating-0"' in waiting and 'id="rating-1"' in waiting
     ratings_apply_all()
+    with CaptureQueriesContext(connection) as queries:
+        lines = client.get(ratings_url, **HX).content.decode()
+    assert len([q for q in queries if "arena_vote" in q["sql"]]) == 1  # one read of the vote, no poll page rebuilt
+    assert "hx-get" not in lines and "updating the ratings" not in lines  # applied: the poller stops
+    left_line = re.search(r'<span id="rating-0".*?</span>\s*<span class="ts">', lines, re.S).group(0)
+    assert "-2.00" in left_line and "+2.00" in lines.replace(left_line, "")  # right won: each line in its place
+    assert Client().get(ratings_url, **HX).status_code == 403  # someone else's poll
     reveal = client.get(reverse("arena:reveal", args=[token]), **HX).content.decode()
-    assert "+2.00" in reveal and "-2.00" in reveal and "updating the ratings" not in reveal
+    assert "+2.00" in reveal and "-2.00" in reveal and "updating the ratings" not in reveal and "hx-get" not in reveal
     assert Rating.objects.get(variant=right, scope=Scope.FIXED).elo == pytest.approx(1002.0)
     assert Poll.objects.get(token=polltickets.decode(token).nonce).status == Poll.Status.VOTED
 
