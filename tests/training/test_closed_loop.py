@@ -19,6 +19,12 @@ def test_wilson_interval_matches_the_formula():
     assert cl.wilson_interval(25, 50)[0] < 0.5 < cl.wilson_interval(25, 50)[1]
 
 
+def test_implicit_accuracy_is_read_over_the_last_quarter_of_training():
+    steps = [{"event": "step", "step": k, "implicit_acc": a} for k, a in enumerate([0.0] * 6 + [0.5, 0.75], 1)]
+    assert cl.late_mean(steps, "implicit_acc") == 0.625  # the last 2 of 8 steps
+    assert cl.late_mean(steps[:1], "implicit_acc") == 0.0 and cl.late_mean([{"step": 1}], "implicit_acc") is None
+
+
 def test_train_and_heldout_prompts_are_independent_streams():
     train, held = cl.prompts(20, seed=0, stream="train"), cl.prompts(20, seed=0, stream="heldout")
     assert train == cl.prompts(20, seed=0, stream="train")

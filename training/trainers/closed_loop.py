@@ -23,7 +23,8 @@ with the arena's own (the real vote service and dataset builder) and keep the re
 
 ``run_closed_loop(settings, parent, work_dir)`` chains them and returns the JSON dict
 ``{"pairs", "train_steps", "train_s", "implicit_acc", "child_win_rate", "ci_low", "ci_high", "heldout_polls",
-"mse_ratio", "lora_file"}`` (plus the settings and timings). Every image and every held-out poll has a distinct
+"mse_ratio", "lora_file"}`` (plus the settings and timings; ``implicit_acc``: DPO's, averaged over the last quarter
+of the training steps). Every image and every held-out poll has a distinct
 seed (``seeds``): training seeds and held-out seeds come from disjoint ranges.
 
 The judge (``judge.py``): "warmth", mean(R - B) of the picture; the child should learn to draw warmer pictures.
@@ -301,13 +302,25 @@ def write_pairs_dataset(pairs: list[PollPair], path, settings: LoopSettings):
     return write_dataset(rows, path, vote_log_hash=f"closed-loop-{settings.judge}-{settings.labels}-{settings.seed}")
 
 
-def train_child(parent: ParentModel, dataset_path, work_dir, settings: LoopSettings):
-    """Train the LoRA (``run.train_lora``); returns its TrainResult."""
+def train_child(parent: ParentModel, dataset_path, work_dir, settings: LoopSettings, *, steps: list | None = None):
+    """Train the LoRA (``run.train_lora``); returns its TrainResult. ``steps``: a list the step events (one per
+    step, with the method's metrics) are appended to."""
     from .run import train_lora
 
     work_dir = Path(work_dir)
     paths = RunPaths(str(dataset_path), str(work_dir / "train"), str(work_dir / "out"))
-    return train_lora(settings.train_config(), parent, paths, on_progress=lambda event: None)
+    keep = steps.append if steps is not None else (lambda event: None)
+    return train_lora(settings.train_config(), parent, paths,
+                      on_progress=lambda event: keep(event) if event.get("event") == "step" else None)
+
+
+def late_mean(steps: list, key: str) -> float | None:
+    """The mean of a step metric over the last quarter of training (at least one step): DPO's implicit accuracy
+    of one step is that of its batch (4 pairs), too few to read; None when no step logged it."""
+    values = [float(e[key]) for e in steps if key in e]
+    if not values:
+        return None
+    return float(np.mean(values[-max(1, len(values) // 4):]))
 
 
 def heldout_mse(parent_pipe, child_pipe, images: list[str], prompt_list: list[str], prediction_type: str, *,
@@ -411,7 +424,8 @@ def run_closed_loop(settings: LoopSettings, parent: ParentModel, work_dir, *, lo
     say(f"{len(polls)} polls of {settings.images_per_poll} images judged in {gen_s:.0f} s: {len(pairs)} pair rows")
     dataset = write_pairs_dataset(pairs, work_dir / "dataset.parquet", settings)
     t = time.perf_counter()
-    result = train_child(parent, dataset.path, work_dir, settings)
+    steps: list = []
+    result = train_child(parent, dataset.path, work_dir, settings, steps=steps)
     train_s = time.perf_counter() - t
     say(f"trained {result.step} steps in {train_s:.0f} s: {result.metrics}")
     t = time.perf_counter()
@@ -422,8 +436,7 @@ def run_closed_loop(settings: LoopSettings, parent: ParentModel, work_dir, *, lo
         heldout |= sibling_versus(parent, result.lora_file, polls, held_prompts, work_dir / "sibling", settings)
         heldout["sibling_s"] = round(time.perf_counter() - t, 1)
         say(f"against its shuffled-label sibling: {heldout['sibling_win_rate']}")
-    metrics = result.metrics or {}
-    acc = metrics.get("implicit_acc")
+    acc = late_mean(steps, "implicit_acc")
     return {"pairs": len(pairs), "polls": len({p.poll_id for p in pairs}), "images_per_poll": settings.images_per_poll,
             "train_steps": result.step, "train_s": round(train_s, 1),
             "implicit_acc": None if acc is None else round(float(acc), 4), **heldout,
