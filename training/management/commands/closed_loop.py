@@ -6,12 +6,14 @@ denoising MSE, > 1.05 would mean the child degenerated).
 
 The loop (``training.trainers.closed_loop``): the parent draws two images per training prompt for DPO (a duel),
 eight for SFT (a free-for-all poll), each with its own seed; the fixed synthetic judge (``training.trainers.judge``:
-warmth, mean R - B) labels each duel, or picks each poll's winner, which is paired with each other image (or the
-control relabels them: ``--shuffle-labels`` permutes the labels across duels / makes a seeded draw the winner,
-``--reverse-labels`` swaps them / makes the coldest image the winner); the pairs become the trainers' Parquet
-dataset; the DPO (or supervised-on-winners) LoRA trains on it; the child
-and the parent then draw held-out prompts at held-out seeds (disjoint from every training seed; one seed per poll,
-shared by both models so only the LoRA differs) and the judge votes child vs parent.
+warmth, mean R - B), voting as a noisy Bradley-Terry voter (``judge.VOTER_TEMPERATURE``: it sides with the warmer
+of two of the parent's pictures about four times in five, so a drift no voter would see is a coin flip), labels
+each duel, or draws each poll's winner (Plackett-Luce), which is paired with each other image (or the control
+relabels them: ``--shuffle-labels`` permutes the labels across duels / makes a seeded draw the winner,
+``--reverse-labels`` swaps them / makes the voter of the opposite taste pick); the pairs become the trainers'
+Parquet dataset; the DPO (or supervised-on-winners) LoRA trains on it; the child and the parent then draw
+held-out prompts at held-out seeds (disjoint from every training seed; one seed per poll, shared by both models
+so only the LoRA differs) and the same voter votes child vs parent.
 
 Then the child is enrolled in the arena (the configured database: the embedded one under ``make run``) through
 the training app's one registration path (``training.services.variant_enroll``: a fine-tune variant of the tiny
@@ -19,18 +21,20 @@ parent -- registered first, once, as "Tiny closed-loop parent (eps|v)" -- with i
 generation job that renders it on the parent's fixed prompts, so the two meet in fixed-prompt duels);
 ``--no-enrol`` leaves the arena out.
 
-Why SFT draws eight, and what its result means: supervised training on winners learns only what they have that
-the parent's average image lacks, plus whatever the VAE round trip of the parent's own pictures teaches it
-(DPO's contrast cancels that); a duel's winner is too weak a selection to show through (measured, v parent, seed
-0, 100 steps: duel winners 0.547 [0.426, 0.663]; 4-image winners 0.625 [0.503, 0.733]; with 128 polls of eight,
-seeds 0, 1, 2: 0.727, 0.680, 0.609, all above one half; longer or faster SFT drifted instead, 300 steps at lr
-3e-3 made the child colder, 0.266). The shuffled-label control of SFT, however, also beat the parent (0.648
-[0.563, 0.726] and 0.617 [0.531, 0.697] at seeds 0 and 1; 0.453 [0.370, 0.540] at seed 2): SFT moves the child
-whatever the labels, and only the gap between the two (+0.08, +0.06, +0.16) is the votes' effect. So an SFT run
-also trains that sibling (the same polls with the shuffled labels) and prints ``sibling_win_rate``: the child
-against it on the held-out polls, where the drift is on both sides (``--no-sibling`` leaves it out). DPO's controls behave (shuffled 0.406 [0.295, 0.529], reversed 0.078).
-So SFT defaults to 128 polls of eight and 128 held-out polls, DPO to 64 duels and 64 held-out polls
-(``training.trainers.closed_loop.METHOD_DEFAULTS``).
+What the results mean (v parent, 100 steps, 256 held-out polls, seeds 0, 1, 2; the note of the issue has the
+JSON lines): DPO's child beats its parent, 0.617 [0.556, 0.675], 0.602 [0.541, 0.660], 0.723 [0.665, 0.774], with
+its held-out MSE within 3.5% of the parent's; its shuffled control contains one half at every seed (0.531, 0.527,
+0.465); its reversed control loses (0.402, 0.293; 0.457 [0.397, 0.518] at seed 0). SFT's child beats its parent
+too (0.598, 0.586, 0.633, each interval above one half), but so does SFT's shuffled control at two seeds of three
+(0.586 [0.525, 0.645], 0.563 [0.501, 0.622], 0.496): supervised training on the parent's own pictures moves the
+child whatever the labels (what the tiny VAE's round trip teaches it; DPO's contrast cancels that), so SFT's win
+over its parent is not the votes' alone. An SFT run therefore also trains that sibling (the same polls with the
+shuffled labels) and prints ``sibling_win_rate``: the child against it on the held-out polls, where the drift is
+on both sides -- 0.602 [0.541, 0.660], 0.625 [0.564, 0.682], 0.676 [0.616, 0.730] (``--no-sibling`` leaves it
+out). SFT draws eight images per poll because a duel's winner is too weak a selection to show through; its
+defaults are 128 polls of eight, DPO's 64 duels, both 256 held-out polls
+(``training.trainers.closed_loop.METHOD_DEFAULTS``). ``--loop-settings '{"judge_temperature": 0}'`` is the
+deterministic judge, which sees any drift (its shuffled controls beat their parents in up to 67% of polls).
 
 Where this differs from a vote-for-vote arena loop: the training pairs are the parent's own images at two seeds
 (what DPO needs to move the parent), which the arena's polls -- always two different models at one seed -- do not
