@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from arena.models import RatingLedger, Rating, Scope, Vote, VoterExclusion
@@ -109,8 +109,24 @@ class _Book:
     def save(self) -> None:
         changed = [row.rating for row in self.rows.values() if row.changed]
         Rating.objects.bulk_create([r for r in changed if r.pk is None])
-        Rating.objects.bulk_update([r for r in changed if r.pk is not None],
-                                   ["elo", "mu", "sigma", "votes", "games", "wins", "last_vote_at"], batch_size=500)
+        _update_rows(Rating, [r for r in changed if r.pk is not None],
+                     ["elo", "mu", "sigma", "votes", "games", "wins", "last_vote_at"])
+
+
+def _update_rows(model, objs: list, fields: list[str]) -> None:
+    """``UPDATE <table> SET <fields> = ... WHERE id = ...`` for each object, sent as one ``executemany``: what
+    ``bulk_update`` writes, without the ``CASE WHEN id = ... THEN ...`` expression it builds and resolves per row
+    and field (profiled: 13 of a consumer pass's 17 ms, in the ORM, for two rows and two votes). Values go through
+    each field's ``get_db_prep_save``, as the ORM's own writes (JSON, aware datetimes)."""
+    if not objs:
+        return
+    q, opts = connection.ops.quote_name, model._meta
+    columns = [opts.get_field(name) for name in fields]
+    sql = (f"UPDATE {q(opts.db_table)} SET {', '.join(f'{q(c.column)} = %s' for c in columns)} "
+           f"WHERE {q(opts.pk.column)} = %s")
+    params = [[c.get_db_prep_save(getattr(o, c.attname), connection) for c in columns] + [o.pk] for o in objs]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)
 
 
 def _pair_counts(outcome: Outcome) -> dict[int, tuple[int, float]]:
@@ -165,7 +181,7 @@ def ratings_apply_pending(*, batch_size: int = BATCH) -> int:
             changes = book.apply(_outcome(row), row[3], row[8]) if counted and not excluded else {}
             placed.append(Vote(id=row[1], seq=seq, chain_hash=head, rating_changes=changes, excluded=excluded))
         book.save()
-        Vote.objects.bulk_update(placed, ["seq", "chain_hash", "rating_changes", "excluded"], batch_size=500)
+        _update_rows(Vote, placed, ["seq", "chain_hash", "rating_changes", "excluded"])
         RatingLedger.objects.filter(id=1).update(last_seq=seq, head_hash=head, updated_at=timezone.now())
     return len(rows)
 

@@ -142,16 +142,19 @@ def test_a_consumer_killed_mid_batch_applies_each_vote_once(monkeypatch):
         kwargs = {"choice": "best", "best": 1} if poll.mode == Mode.FFA else {"choice": "left"}
         services.vote_cast(poll_token=poll.token, voter_key=voter, ip_hash="ip",
                            now=poll.ticket.issued_at + dt.timedelta(seconds=10), **kwargs)
-    real = Vote.objects.bulk_update
+    real = ratings_service._update_rows
 
-    def dies(*args, **kwargs):
-        raise SystemExit("worker killed")  # after the ratings were written in this transaction, before the votes
+    def dies(model, objs, fields):
+        if model is Vote:  # after the ratings were written in this transaction, before the votes' places
+            assert Rating.objects.exists()
+            raise SystemExit("worker killed")
+        real(model, objs, fields)
 
-    monkeypatch.setattr(Vote.objects, "bulk_update", dies)
+    monkeypatch.setattr(ratings_service, "_update_rows", dies)
     with pytest.raises(SystemExit):
         ratings_service.ratings_apply_pending(batch_size=5)
     assert not Vote.objects.filter(seq__isnull=False).exists() and not Rating.objects.exists()
-    monkeypatch.setattr(Vote.objects, "bulk_update", real)
+    monkeypatch.setattr(ratings_service, "_update_rows", real)
     assert ratings_service.ratings_apply_all() == 12
     assert sorted(Vote.objects.values_list("seq", flat=True)) == list(range(1, 13))
     report = services.ratings_recompute(write=False)
