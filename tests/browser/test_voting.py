@@ -127,3 +127,31 @@ def test_a_voter_votes_in_all_three_modes_and_sees_the_leaderboard(live_server, 
     assert "2 counted votes in this scope" in page.inner_text("#board")  # the tab's own count (2 free-for-all votes)
     page.wait_for_load_state("networkidle")
     page.goto("about:blank")  # no request may reach the server after the test's database is gone
+
+
+def test_the_reveal_fills_in_the_rating_change_when_the_consumer_applies_the_vote(live_server, browser_page,
+                                                                                  demo_arena, settings):
+    """The consumer as at scale (its own process; here: the test, when it chooses): the reveal says the ratings are
+    updating, polls its rating lines, and swaps each into its place once the vote is applied, then stops polling."""
+    from arena.services.ratings import ratings_apply_all
+
+    settings.RATINGS_CONSUMER = "external"
+    page = browser_page
+    polled = []
+    page.on("request", lambda r: polled.append(r.url) if "/ratings/" in r.url else None)
+    page.goto(live_server.url + "/duel/")
+    page.wait_for_selector("[data-poll] img")
+    page.wait_for_timeout(300)
+    page.keyboard.press("2")  # right
+    page.wait_for_selector(".reveal .delta.pending")
+    assert page.locator(".reveal .delta.pending").count() == 2
+    page.wait_for_timeout(1000)
+    assert len(polled) >= 2 and Vote.objects.get().seq is None  # still waiting: the reveal keeps asking
+    assert ratings_apply_all() == 1
+    page.wait_for_selector(".reveal .delta.up", timeout=10_000)
+    assert page.locator(".reveal .delta.pending").count() == 0
+    left, right = page.locator(".reveal figcaption").all_inner_texts()
+    assert "(-2.00)" in left and "(+2.00)" in right  # each model's line in its own place
+    asked = len(polled)
+    page.wait_for_timeout(1000)
+    assert len(polled) == asked  # applied: the poller is gone
