@@ -280,7 +280,7 @@ def _rebuild_chain() -> str:
     for row in list(Vote.objects.filter(seq__isnull=False).order_by("seq").values_list(*_CHAIN_FIELDS)):
         head = _chain(head, row[0], row)
         placed.append(Vote(id=row[1], chain_hash=head))
-    Vote.objects.bulk_update(placed, ["chain_hash"], batch_size=500)
+    _update_rows(Vote, placed, ["chain_hash"])
     return head
 
 
@@ -296,7 +296,7 @@ def _rebuild(ledger: RatingLedger) -> RecomputeReport:
     ])
     rows = list(Rating.objects.order_by("id"))
     changed, max_elo, max_mu = _compare(rows, replay)
-    Rating.objects.bulk_update(rows, ["elo", "mu", "sigma", "votes", "games", "wins", "last_vote_at"], batch_size=500)
+    _update_rows(Rating, rows, ["elo", "mu", "sigma", "votes", "games", "wins", "last_vote_at"])
     head = _rebuild_chain()
     last = Vote.objects.filter(seq__isnull=False).order_by("-seq").values_list("seq", flat=True).first() or 0
     RatingLedger.objects.filter(id=1).update(last_seq=last, head_hash=head, rebuild_requested=False)
