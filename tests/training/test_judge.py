@@ -49,6 +49,12 @@ def test_a_polls_winner_is_a_plackett_luce_draw_that_reduces_to_the_duel_vote():
                for k in range(200))
     with pytest.raises(ValueError, match="at least 2"):
         judge.choose(pictures[:1])
+    # scores the caller has already are the ones used: the same draw as scoring here, and reversed scores pick the coldest
+    assert all(judge.choose(pictures, temperature=t, seed=k, scores=list(scores)) == judge.choose(pictures, temperature=t, seed=k)
+               for k in range(50))
+    assert judge.choose(pictures, scores=list(-scores)) == int(np.argmin(scores))
+    with pytest.raises(ValueError, match="one score per image"):
+        judge.choose(pictures, scores=list(scores[:3]))
 
 
 def test_the_voters_temperature_makes_a_plain_difference_near_certain_and_a_faint_one_a_coin_flip():

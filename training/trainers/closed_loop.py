@@ -274,12 +274,13 @@ def judge_polls(polls: list[Poll], settings: LoopSettings) -> list[PollPair]:
         for path in p.images:
             with Image.open(path) as im:
                 images.append(im.convert("RGB"))
-        scores = sorted((score(im, settings.judge) for im in images), reverse=True)
-        if settings.judge_temperature <= 0 and (scores[0] == scores[1] or scores[-1] == scores[-2]):
+        scores = [score(im, settings.judge) for im in images]
+        ranked = sorted(scores, reverse=True)
+        if settings.judge_temperature <= 0 and (ranked[0] == ranked[1] or ranked[-1] == ranked[-2]):
             continue
         winner = (int(coin.integers(len(images))) if settings.labels == "shuffled"
                   else choose(images, judge=settings.judge, temperature=settings.judge_temperature,
-                              seed=f"train-{settings.seed}", lowest=settings.labels == "reversed"))
+                              seed=f"train-{settings.seed}", lowest=settings.labels == "reversed", scores=scores))
         rows += [PollPair(p.poll_id, p.prompt, p.seeds[winner], p.seeds[k], p.images[winner], p.images[k], 1.0, 0.0)
                  for k in range(len(p.images)) if k != winner]
     return rows

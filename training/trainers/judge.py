@@ -88,13 +88,18 @@ def vote(a, b, *, judge: str = "warmth", margin: float = 0.0, temperature: float
     return "tie"
 
 
-def choose(images, *, judge: str = "warmth", temperature: float = 0.0, seed=0, lowest: bool = False) -> int:
+def choose(images, *, judge: str = "warmth", temperature: float = 0.0, seed=0, lowest: bool = False,
+           scores=None) -> int:
     """The index of a poll's winner among ``images`` (see the module docstring); ``lowest``: the voter who likes
     the opposite (the reversed-label control), i.e. the scores negated. Without temperature an exact tie for the
-    top goes to the first."""
+    top goes to the first. ``scores``: the images' judge scores when the caller has them already (in order)."""
     if len(images) < 2:
         raise ValueError("a poll needs at least 2 images")
-    scores = np.array([score(im, judge) for im in images]) * (-1.0 if lowest else 1.0)
+    if scores is None:
+        scores = [score(im, judge) for im in images]
+    elif len(scores) != len(images):
+        raise ValueError("one score per image")
+    scores = np.asarray(scores, dtype=float) * (-1.0 if lowest else 1.0)
     if temperature <= 0:
         return int(np.argmax(scores))
     weights = np.exp((scores - scores.max()) / temperature)
