@@ -69,6 +69,23 @@ def _prepared(index: pollgroups.GroupIndex, ids: tuple[int, ...], k: int) -> _Pr
     return found
 
 
+_matchmakers: dict[int, tuple[tuple, Matchmaker]] = {}
+
+
+def _matchmaker(prepared: _Prepared, candidates: list, k: int) -> Matchmaker:
+    """The design for this candidate snapshot and these groups, built once per snapshot (every couple of seconds)
+    and per poll size, not per poll: its pair values and the sets' summed values do not depend on the voter. It
+    caches what it computes from them only (idempotent), so threads may share it."""
+    params = _params()
+    key = (prepared.key, tuple(candidates), params)
+    found = _matchmakers.get(k)
+    if found is not None and found[0] == key:
+        return found[1]
+    matchmaker = Matchmaker(candidates, k, params=params, feasible=prepared.feasible)
+    _matchmakers[k] = (key, matchmaker)
+    return matchmaker
+
+
 def _excluded(prepared: _Prepared, index: pollgroups.GroupIndex, seen: set[int]) -> dict[int, set[int]]:
     if not seen:
         return {}
@@ -88,8 +105,7 @@ def draw_fixed(*, mode: str, voter_key: str, rng: random.Random) -> Draw:
     candidates = [c for c in selectors.matchmaking_candidates(scope=mode) if c.id in index.by_variant]
     try:
         prepared = _prepared(index, tuple(c.id for c in candidates), k)
-        matchmaker = Matchmaker(candidates, k, params=_params(), feasible=prepared.feasible)
-        pick = matchmaker.draw(rng, pending_polls(mode),
+        pick = _matchmaker(prepared, candidates, k).draw(rng, pending_polls(mode),
                                excluded=_excluded(prepared, index, selectors.revealed_images(voter_key=voter_key)))
     except NotEnoughModels:
         raise NoPollAvailable(
@@ -181,3 +197,4 @@ def pending_forget() -> None:
         _open.clear()
     with _lock:
         _feasible.clear()
+        _matchmakers.clear()
