@@ -352,3 +352,47 @@ def test_the_probability_of_the_shown_set_is_stored_and_exact_for_what_the_voter
     assert len(shown) == 2
     vote = _vote(poll, choice="left").vote
     assert vote.poll.propensity == pytest.approx(0.5)
+
+
+def test_the_images_a_voter_has_seen_revealed_are_those_of_their_voted_polls_only(db):
+    """The hand-written statement behind ``revealed_images`` asks what the ORM would: this voter's voted polls'
+    images; not their open or failed polls, not a free duel's missing image, not another voter's."""
+    from arena.models import PollEntry
+
+    a, b = make_variant(), make_variant()
+    prompt = make_prompt("seen")
+    shown = [make_image(a, prompt, seed=s) for s in range(4)] + [make_image(b, prompt, seed=s) for s in range(4)]
+    other = "f" * 32
+    for k, (voter, status) in enumerate([(VOTER, Poll.Status.VOTED), (VOTER, Poll.Status.READY),
+                                         (other, Poll.Status.VOTED), (VOTER, Poll.Status.FAILED)]):
+        poll = Poll.objects.create(mode=Mode.FIXED, voter_key=voter, prompt=prompt, status=status, expires_at=timezone.now())
+        poll.entries.create(position=0, variant=a, image=shown[k])
+        poll.entries.create(position=1, variant=b, image=shown[4 + k])
+    missing = Poll.objects.create(mode=Mode.FREE, voter_key=VOTER, prompt=prompt, status=Poll.Status.VOTED, expires_at=timezone.now())
+    missing.entries.create(position=0, variant=a, image=None)
+    orm = set(PollEntry.objects.filter(poll__voter_key=VOTER, poll__status=Poll.Status.VOTED, image__isnull=False)
+              .values_list("image_id", flat=True))
+    assert selectors.revealed_images(voter_key=VOTER) == orm == {shown[0].id, shown[4].id}
+    assert selectors.revealed_images(voter_key=other) == {shown[2].id, shown[6].id}
+    assert selectors.revealed_images(voter_key="0" * 32) == set()
+
+
+def test_the_reveals_rating_read_and_the_vote_insert_agree_with_the_orm(arena, settings):
+    """``vote_ratings`` and the vote's INSERT are hand-written statements on the vote path: what they read and
+    store is what the ORM reads and stores (JSON, booleans, NULL seq, the token's column type)."""
+    settings.RATINGS_CONSUMER = "external"  # the vote waits for the consumer, as at scale
+    poll = _poll(mode=Mode.FFA, seed=3)
+    result = _vote(poll, apply=False, seconds=0.2, choice="best", best=2)  # fast: flagged and not counted
+    stored = Vote.objects.get(id=result.vote.id)
+    assert (stored.ranks, stored.flagged, stored.counted, stored.seq, stored.rating_changes) == ([1, 1, 0, 1], True, False, None, {})
+    assert stored.poll_id == result.vote.poll_id and stored.created_at == result.vote.created_at
+    fields = ["mode", "variants", "seq", "counted", "excluded", "rating_changes", "voter_key"]
+    orm = lambda token: Vote.objects.filter(poll__token=token).values(*fields).first()  # noqa: E731
+    assert selectors.vote_ratings(stored.poll.token) == orm(stored.poll.token)
+    duel = _poll(seed=4)
+    counted = _vote(duel, choice="left")  # applied by the consumer: a place in the log and rating changes
+    token = counted.vote.poll.token
+    read = selectors.vote_ratings(str(token))
+    assert read == orm(token) and read["counted"] is True and read["seq"] is not None
+    assert set(read["rating_changes"][Mode.FIXED]) == {str(v) for v in read["variants"]}
+    assert selectors.vote_ratings("0b4e28ba-2fa1-11d2-883f-0016d3cca427") is None
