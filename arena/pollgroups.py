@@ -101,6 +101,15 @@ def index() -> GroupIndex:
     return built
 
 
+def voter_file(image_ids, position: int) -> str | None:
+    """The storage name of the voter copy shown at ``position`` of a poll of ``image_ids``; None when there is
+    no such place or the image is not in the index (gone)."""
+    if not 0 <= position < len(image_ids):
+        return None
+    info = index().info.get(image_ids[position])
+    return None if info is None else info.voter_file
+
+
 def invalidate() -> None:
     """Forget this process's snapshot (the next poll rebuilds it)."""
     global _current

@@ -3,7 +3,12 @@ import os
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-application = get_wsgi_application()
+django_application = get_wsgi_application()
+
+from arena.wsgi_images import PollImages  # noqa: E402 -- needs the apps loaded
+
+#: Poll images take a short path in front of Django (arena/wsgi_images.py); everything else is Django's.
+application = PollImages(django_application)
 
 #: What a voter's cycle renders: compiled once here (the cached template loader keeps them), not by its first voters.
 VOTER_TEMPLATES = ("base.html", "arena/poll_page.html", "arena/_poll.html", "arena/_guide.html", "arena/_keyhints.html",

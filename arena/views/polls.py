@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from arena import inputs, pollgroups, polltickets, selectors, services
+from arena import inputs, pollgroups, polltickets, selectors, services, wsgi_images
 from arena.polltickets import PollTicket
 from arena.services.polls import IssuedPoll
 from arena.errors import ArenaError, InvalidChoice, PollForbidden, PollNotFound, PromptRejected
@@ -139,19 +139,19 @@ def _image_file(request: HttpRequest, token: str, position: int) -> str:
             raise Http404("no such image")
         return entry.image.voter_file.name
     ticket = _voter_ticket(request, token)
-    if not 0 <= position < len(ticket.image_ids):
+    name = pollgroups.voter_file(ticket.image_ids, position)
+    if name is None:
         raise Http404("no such image")
-    info = pollgroups.index().info.get(ticket.image_ids[position])
-    if info is None:
-        raise Http404("this image is gone")
-    return info.voter_file
+    return name
 
 
 @require_GET
 def poll_image(request: HttpRequest, token: str, position: int) -> HttpResponse:
     """The metadata-free copy of one image of a poll, under the poll's own URL (unguessable: the ticket is
     encrypted), to the poll's voter only. Django checks access; the bytes come from the media storage, or from
-    the front server when ``MEDIA_INTERNAL_REDIRECT`` names its internal location (X-Accel-Redirect)."""
+    the front server when ``MEDIA_INTERNAL_REDIRECT`` names its internal location (X-Accel-Redirect). Under
+    WSGI a ticket's images are answered before Django (:mod:`arena.wsgi_images`) and reach this view only
+    when that path leaves them: refused, gone, or a live poll's."""
     try:
         name = _image_file(request, token, position)
     except ArenaError as exc:
@@ -165,7 +165,7 @@ def poll_image(request: HttpRequest, token: str, position: int) -> HttpResponse:
                 response = HttpResponse(fh.read(), content_type="image/png")
         except FileNotFoundError:
             raise Http404("this image is gone") from None
-    response["Cache-Control"] = "private, max-age=86400, immutable"
+    response["Cache-Control"] = wsgi_images.CACHE_CONTROL
     response["X-Content-Type-Options"] = "nosniff"
     return response
 
