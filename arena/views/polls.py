@@ -139,9 +139,11 @@ def _image_file(request: HttpRequest, token: str, position: int) -> str:
             raise Http404("no such image")
         return entry.image.voter_file.name
     ticket = _voter_ticket(request, token)
+    if not 0 <= position < len(ticket.image_ids):
+        raise Http404("no such image")
     name = pollgroups.voter_file(ticket.image_ids, position)
     if name is None:
-        raise Http404("no such image")
+        raise Http404("this image is gone")
     return name
 
 
