@@ -67,34 +67,44 @@ def vote_ratings(token) -> dict | None:
     """What the reveal's rating line needs of a poll's vote, in one query (the reveal polls it until the ratings
     consumer has applied the vote): ``{"mode", "variants" (screen order), "seq", "counted", "excluded",
     "rating_changes", "voter_key"}``; None when the poll has no vote."""
+    sql, converters = _vote_ratings_statement()
     with connection.cursor() as cursor:
-        cursor.execute(_vote_ratings_sql(), [Poll._meta.get_field("token").get_db_prep_value(token, connection)])
+        cursor.execute(sql, [Poll._meta.get_field("token").get_db_prep_value(token, connection)])
         row = cursor.fetchone()
     if row is None:
         return None
-    out = {}
-    for name, value in zip(_VOTE_RATINGS, row):
-        field = Vote._meta.get_field(name)
-        if hasattr(field, "from_db_value"):  # the JSON fields
-            value = field.from_db_value(value, None, connection)
-        elif field.get_internal_type() == "BooleanField":  # SQLite answers 0 / 1
-            value = bool(value)
-        out[name] = value
-    return out
-
-
-_VOTE_RATINGS = ("mode", "variants", "seq", "counted", "excluded", "rating_changes", "voter_key")
+    return {name: convert(value) for (name, convert), value in zip(converters, row)}
 
 
 @functools.cache
-def _vote_ratings_sql() -> str:
+def _vote_ratings_statement() -> tuple[str, list]:
     """One prepared statement, not an ORM query: the reveal polls this every few hundred ms per voter (the ORM's
-    queryset took most of the poll's CPU). The tests check it against the ORM's reading."""
+    queryset took most of the poll's CPU). With it, each column's conversion to what the ORM returns: the JSON
+    fields parsed, booleans as bool (SQLite answers 0 / 1). The tests check it against the ORM's reading."""
     q, vote, poll = connection.ops.quote_name, Vote._meta, Poll._meta
-    columns = ", ".join(f"v.{q(vote.get_field(name).column)}" for name in _VOTE_RATINGS)
-    return (f"SELECT {columns} FROM {q(vote.db_table)} v JOIN {q(poll.db_table)} p "
-            f"ON p.{q(poll.pk.column)} = v.{q(vote.get_field('poll').column)} "
-            f"WHERE p.{q(poll.get_field('token').column)} = %s")
+    names = ("mode", "variants", "seq", "counted", "excluded", "rating_changes", "voter_key")
+    converters = []
+    for name in names:
+        field = vote.get_field(name)
+        if hasattr(field, "from_db_value"):
+            converters.append((name, functools.partial(_from_db, field)))
+        elif field.get_internal_type() == "BooleanField":
+            converters.append((name, bool))
+        else:
+            converters.append((name, _same))
+    columns = ", ".join(f"v.{q(vote.get_field(name).column)}" for name in names)
+    sql = (f"SELECT {columns} FROM {q(vote.db_table)} v JOIN {q(poll.db_table)} p "
+           f"ON p.{q(poll.pk.column)} = v.{q(vote.get_field('poll').column)} "
+           f"WHERE p.{q(poll.get_field('token').column)} = %s")
+    return sql, converters
+
+
+def _from_db(field, value):
+    return field.from_db_value(value, None, connection)
+
+
+def _same(value):
+    return value
 
 
 def free_prompt_pool(limit: int = 20) -> list[Prompt]:

@@ -10,6 +10,7 @@ The ratings are applied after the commit by the ordered consumer (:mod:`arena.se
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 from dataclasses import dataclass
 
@@ -131,18 +132,33 @@ def _entries(poll: Poll) -> list[PollEntry]:
     return list(poll.entries.select_related("variant", "image").order_by("position"))
 
 
-def _insert_poll(values: dict) -> int | None:
-    """``INSERT … ON CONFLICT (token) DO NOTHING RETURNING id``: the new poll's id, or None if the token is
-    taken (PostgreSQL and SQLite ≥ 3.35 both speak it)."""
-    fields = [Poll._meta.get_field(name) for name in _POLL_COLUMNS]
+@functools.cache
+def _insert_statement(model, names: tuple[str, ...] | None, conflict: str | None) -> tuple[str, list]:
+    """``INSERT INTO <table> (<fields>) VALUES (...) [ON CONFLICT (<conflict>) DO NOTHING] RETURNING id`` and its
+    fields, built once per process (PostgreSQL and SQLite >= 3.35 both speak it). ``names`` None: every concrete
+    field but the primary key."""
+    opts = model._meta
+    fields = [f for f in opts.concrete_fields if f is not opts.pk] if names is None else [opts.get_field(n) for n in names]
     q = connection.ops.quote_name
-    sql = (f"INSERT INTO {q(Poll._meta.db_table)} ({', '.join(q(f.column) for f in fields)}) "
-           f"VALUES ({', '.join(['%s'] * len(fields))}) ON CONFLICT ({q('token')}) DO NOTHING RETURNING {q('id')}")
-    params = [f.get_db_prep_save(values[f.name], connection) for f in fields]
+    sql = (f"INSERT INTO {q(opts.db_table)} ({', '.join(q(f.column) for f in fields)}) "
+           f"VALUES ({', '.join(['%s'] * len(fields))})"
+           + (f" ON CONFLICT ({q(opts.get_field(conflict).column)}) DO NOTHING" if conflict else "")
+           + f" RETURNING {q(opts.pk.column)}")
+    return sql, fields
+
+
+def _insert_returning_id(sql: str, params: list) -> int | None:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     return row[0] if row else None
+
+
+def _insert_poll(values: dict) -> int | None:
+    """``INSERT … ON CONFLICT (token) DO NOTHING RETURNING id``: the new poll's id, or None if the token is
+    taken."""
+    sql, fields = _insert_statement(Poll, _POLL_COLUMNS, "token")
+    return _insert_returning_id(sql, [f.get_db_prep_save(values[f.name], connection) for f in fields])
 
 
 def _insert_vote(vote: Vote) -> None:
@@ -150,15 +166,8 @@ def _insert_vote(vote: Vote) -> None:
     sends without building and compiling the ORM's insert query each time (a vote's largest CPU cost in the
     web workers after the database round trips). Values go through each field's ``pre_save`` and
     ``get_db_prep_save``, as the ORM's insert does; no signal handlers listen to votes."""
-    opts = Vote._meta
-    fields = [f for f in opts.concrete_fields if f is not opts.pk]
-    q = connection.ops.quote_name
-    sql = (f"INSERT INTO {q(opts.db_table)} ({', '.join(q(f.column) for f in fields)}) "
-           f"VALUES ({', '.join(['%s'] * len(fields))}) RETURNING {q(opts.pk.column)}")
-    params = [f.get_db_prep_save(f.pre_save(vote, True), connection) for f in fields]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        vote.pk = cursor.fetchone()[0]
+    sql, fields = _insert_statement(Vote, None, None)
+    vote.pk = _insert_returning_id(sql, [f.get_db_prep_save(f.pre_save(vote, True), connection) for f in fields])
     vote._state.adding, vote._state.db = False, connection.alias
 
 
