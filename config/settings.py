@@ -109,8 +109,11 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     _db.setdefault("OPTIONS", {}).update(
         {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;PRAGMA synchronous=NORMAL;"}
     )
-# A persistent connection broken by a database restart is noticed and replaced at the start of the next request.
+# A persistent connection broken by a database restart is noticed and replaced at the start of the next request
+# (on PostgreSQL by looking at its socket, not by a SELECT 1 each request: config/postgresql/base.py).
 _db["CONN_HEALTH_CHECKS"] = True
+if _db["ENGINE"] == "django.db.backends.postgresql":
+    _db["ENGINE"] = "config.postgresql"
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -104,10 +104,12 @@ class _Meter:
 
 def bench_database(tmp: Path) -> tuple[str, str, callable]:
     """(database URL, database name for /proc matching or "", drop function) for the bench database."""
+    from django.db import connection
+
     db = settings.DATABASES["default"]
-    if db["ENGINE"] == "django.db.backends.sqlite3":
+    if connection.vendor == "sqlite":
         return f"sqlite:///{tmp / 'bench.sqlite3'}", "", lambda: None
-    if db["ENGINE"] != "django.db.backends.postgresql":
+    if connection.vendor != "postgresql":
         raise BenchError(f"bench_votes supports PostgreSQL and SQLite, not {db['ENGINE']}")
     import psycopg
 
@@ -262,7 +264,7 @@ def _line(opts: Options, result: dict, checked: dict, cpu: dict, elapsed: float)
         "lost_votes": checked["lost_votes"],
         "double_votes": checked["double_votes"],
         "ratings_equal_replay": checked["ratings_equal_replay"],
-        "database": settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1],
+        "database": _vendor(),
         "gunicorn": f"{opts.workers}x{opts.threads}",
         "seconds": opts.seconds,
         "wall_s": round(elapsed, 1),
@@ -271,6 +273,12 @@ def _line(opts: Options, result: dict, checked: dict, cpu: dict, elapsed: float)
         line["clients"] = opts.clients
         line["cycles_per_s"] = line["rate_achieved"]
     return line
+
+
+def _vendor() -> str:
+    from django.db import connection
+
+    return connection.vendor
 
 
 def seed(n_models: int, n_prompts: int) -> None:
