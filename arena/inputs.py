@@ -8,18 +8,16 @@ A parameter given twice is refused rather than silently read once.
 
 from __future__ import annotations
 
-import argparse
-import re
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from arena.errors import ArenaError, InvalidChoice, PromptRejected, ReportError
 from arena.models import Mode, Scope, Vote
+# The strict numbers live in generation.fields (generation's and training's commands use them too); re-exported
+# here for the arena's callers: ``cli_int`` and ``cli_float`` are the commands' argparse types.
+from generation.fields import ID_DIGITS, cli_float, cli_int, digits_int  # noqa: F401 (cli_*: re-exported)
 
 SCOPES: tuple[str, ...] = tuple(Scope.values)
 MODES: tuple[str, ...] = tuple(Mode.values)
-#: Digits an id may have (a 64-bit primary key has at most 19).
-ID_DIGITS = 18
 
 
 class InputError(ArenaError):
@@ -33,18 +31,12 @@ def int_clean(
     error: type[ArenaError] = InputError, message: str | None = None,
 ) -> int:
     """``value`` as an int: ASCII digits only (a leading ``-`` where ``minimum`` allows negatives), at most
-    ``max_digits`` of them, within ``[minimum, maximum]``; otherwise ``error(message)``."""
-    text = value if isinstance(value, str) else ""
-    negative_ok = minimum is None or minimum < 0
-    pattern = rf"{'-?' if negative_ok else ''}[0-9]{{1,{max_digits}}}"
-    if not re.fullmatch(pattern, text):
-        shown = text if len(text) <= 40 else text[:40] + "…"
-        raise error(message or f"{name} must be a whole number written in digits 0-9 (at most {max_digits}), not {shown!r}.")
-    number = int(text)
-    if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
-        bounds = f"from {minimum}" if maximum is None else f"from {minimum} to {maximum}" if minimum is not None else f"up to {maximum}"
-        raise error(message or f"{name} must be {bounds}, not {number}.")
-    return number
+    ``max_digits`` of them, within ``[minimum, maximum]``; otherwise ``error(message)`` (by default the message of
+    ``generation.fields.digits_int``, which the commands' ``cli_int`` shares)."""
+    try:
+        return digits_int(value, name=name, minimum=minimum, maximum=maximum, max_digits=max_digits)
+    except ValueError as exc:
+        raise error(message or str(exc)) from None
 
 
 def single(params, name: str, *, error: type[ArenaError] = InputError) -> str | None:
@@ -135,34 +127,3 @@ def prompt_id_clean(value: str | None) -> int | None:
     if value in (None, ""):
         return None
     return int_clean(value, name="prompt_id", minimum=1, error=PromptRejected, message="That prompt is not in the pool.")
-
-
-# --- commands -----------------------------------------------------------------------------------------------------
-
-
-def cli_int(*, minimum: int | None = 0, maximum: int | None = None, max_digits: int = ID_DIGITS) -> Callable[[str], int]:
-    """An ``argparse`` type: the same strict integers as the web forms (argparse reports the message)."""
-
-    def parse(text: str) -> int:
-        try:
-            return int_clean(text, name="the value", minimum=minimum, maximum=maximum, max_digits=max_digits)
-        except InputError as exc:
-            raise argparse.ArgumentTypeError(exc.message) from None
-
-    parse.__name__ = "integer"  # argparse names the type in its message
-    return parse
-
-
-def cli_float(*, minimum: float | None = None, maximum: float | None = None) -> Callable[[str], float]:
-    """An ``argparse`` type for a finite decimal number (``float()`` alone takes "nan", "inf" and "1e999")."""
-
-    def parse(text: str) -> float:
-        if not re.fullmatch(r"-?[0-9]{1,15}(\.[0-9]{1,15})?", text):
-            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a decimal number such as 0.5 or 20")
-        number = float(text)
-        if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
-            raise argparse.ArgumentTypeError(f"{number:g} is out of range ({minimum} to {maximum})")
-        return number
-
-    parse.__name__ = "number"
-    return parse

@@ -11,13 +11,60 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from .config import ParentModel, RewardConfig, RunPaths, TrainConfig, from_json
 from .errors import TrainingError
 
 EXIT_DONE, EXIT_ERROR, EXIT_PAUSED = 0, 2, 3
+
+
+# Strict argparse types (this module imports no Django and no app, so not generation.fields' cli_int/cli_float;
+# the same rules): ``type=int`` takes "٣" and "1_000", ``type=float`` takes "nan", "inf" and "1e999".
+
+
+def _shown(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else repr(float(number))
+
+
+def _bounds(minimum, maximum) -> str:
+    if minimum is not None and maximum is not None:
+        return f"{_shown(minimum)} to {_shown(maximum)}"
+    return f"at least {_shown(minimum)}" if minimum is not None else f"at most {_shown(maximum)}"
+
+
+def int_arg(*, minimum: int | None = 0, maximum: int | None = None, max_digits: int = 18) -> Callable[[str], int]:
+    """A whole number in ASCII digits (an optional leading ``-``) within the range."""
+
+    def parse(text: str) -> int:
+        if not re.fullmatch(rf"-?[0-9]{{1,{max_digits}}}", text):
+            raise argparse.ArgumentTypeError(
+                f"{text[:40]!r} is not a whole number written in digits 0-9 (at most {max_digits})")
+        number = int(text)
+        if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
+            raise argparse.ArgumentTypeError(f"{number} is out of range ({_bounds(minimum, maximum)})")
+        return number
+
+    parse.__name__ = "integer"  # argparse names the type in its message
+    return parse
+
+
+def float_arg(*, minimum: float | None = None, maximum: float | None = None) -> Callable[[str], float]:
+    """A finite decimal number (digits, an optional point and fraction) within the range."""
+
+    def parse(text: str) -> float:
+        if not re.fullmatch(r"-?[0-9]{1,15}(\.[0-9]{1,15})?", text):
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a decimal number such as 0.5 or 20")
+        number = float(text)
+        if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
+            raise argparse.ArgumentTypeError(f"{_shown(number)} is out of range ({_bounds(minimum, maximum)})")
+        return number
+
+    parse.__name__ = "number"
+    return parse
 
 
 def load_run(data: dict):
@@ -38,8 +85,9 @@ def load_run(data: dict):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.trainers.cli", description=__doc__.split("\n")[0])
     parser.add_argument("run", help="RUN.json")
-    parser.add_argument("--time-slice", type=float, default=None, help="pause at a checkpoint before this many s")
-    parser.add_argument("--stop-after", type=int, default=None, help="pause after this many steps")
+    parser.add_argument("--time-slice", type=float_arg(minimum=0.001, maximum=10**9), default=None,
+                        help="pause at a checkpoint before this many s")
+    parser.add_argument("--stop-after", type=int_arg(minimum=1), default=None, help="pause after this many steps")
     args = parser.parse_args(argv)
     from .run import print_progress, train
 

@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand
 from django.db import DatabaseError, connection
 
 from arena.services.ratings import ratings_apply_all
+from generation.fields import cli_float
 
 
 logger = logging.getLogger(__name__)
@@ -17,7 +18,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--follow", action="store_true", help="keep applying new votes until interrupted")
-        parser.add_argument("--interval", type=float, default=0.1, help="seconds between looks when idle (--follow)")
+        parser.add_argument("--interval", type=cli_float(minimum=0.001, maximum=3600), default=0.1, help="seconds between looks when idle (--follow)")
 
     def handle(self, *args, follow=False, interval=0.1, **options):
         placed = ratings_apply_all()

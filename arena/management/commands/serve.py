@@ -18,6 +18,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from arena.management.commands.seed_demo import PASSWORD_FILE
+from generation.fields import cli_float, cli_int
 
 # Library chatter that buries the one block that matters (ARENA_VERBOSE=1 keeps it).
 QUIET_ENV = {
@@ -130,9 +131,10 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--host", default=os.environ.get("HOST") or "127.0.0.1")
-        parser.add_argument("--port", type=int, default=None, help="default: $PORT, else 8000")
+        parser.add_argument("--port", type=cli_int(minimum=1, maximum=65535), default=None, help="default: $PORT, else 8000")
         parser.add_argument("--no-worker", action="store_true", help="the web server only (a worker runs elsewhere)")
-        parser.add_argument("--ready-timeout", type=float, default=90.0)
+        parser.add_argument("--ready-timeout", type=cli_float(minimum=0.1, maximum=3600), default=90.0,
+                            help="seconds to wait for the web server to answer")
 
     def handle(self, *args, host: str, port: int | None, no_worker: bool, ready_timeout: float, **options):
         if port is None:

@@ -4,6 +4,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
+from generation.fields import cli_float, cli_int
 from ratings.design import DesignParams
 from ratings.simulate import DESIGNS, SimConfig, late_models, simulate_arena
 from ratings.simvoters import SKILLS
@@ -30,22 +31,23 @@ class Command(BaseCommand):
         d, p = SimConfig(), DesignParams()
         parser.add_argument("--designs", default="uniform,info,active",
                             help=f"comma-separated, of {', '.join(DESIGNS)} (a '#tag' suffix reruns one on other streams)")
-        parser.add_argument("--seeds", type=int, default=10)
-        parser.add_argument("--first-seed", type=int, default=0)
-        parser.add_argument("--models", type=int, default=d.models)
+        parser.add_argument("--seeds", type=cli_int(minimum=1), default=10)
+        parser.add_argument("--first-seed", type=cli_int(minimum=0, maximum=2**32 - 1), default=0)
+        # 10 ** (skill / 400) is a voter's strength: at most 100 models spread at most 1000 apart stay finite
+        parser.add_argument("--models", type=cli_int(minimum=2, maximum=100), default=d.models)
         parser.add_argument("--mode", choices=("duel", "ffa4"), default="ffa4", help="duels or 4-way free-for-all")
         parser.add_argument("--full-ranking", action="store_true", help="free-for-all voters rank all four images")
         parser.add_argument("--skills", choices=SKILLS, default=d.skills)
-        parser.add_argument("--spread", type=float, default=d.spread,
+        parser.add_argument("--spread", type=cli_float(minimum=0.1, maximum=1000), default=d.spread,
                             help="Elo: the standard deviation (normal) or the gap between neighbours (spaced)")
-        parser.add_argument("--flip", type=float, default=d.flip, help="probability that a voter answers at random")
+        parser.add_argument("--flip", type=cli_float(minimum=0, maximum=1), default=d.flip, help="probability that a voter answers at random")
         parser.add_argument("--budgets", default=",".join(str(b) for b in d.budgets))
-        parser.add_argument("--threshold", type=float, default=d.threshold, help="Kendall tau that counts as converged")
-        parser.add_argument("--bt-every", type=int, default=d.bt_every, help="refit Bradley-Terry every N votes")
-        parser.add_argument("--rounds", type=int, default=d.rounds, help="bootstrap rounds per interval")
-        parser.add_argument("--exploration", type=float, default=p.exploration,
+        parser.add_argument("--threshold", type=cli_float(minimum=0, maximum=1), default=d.threshold, help="Kendall tau that counts as converged")
+        parser.add_argument("--bt-every", type=cli_int(minimum=1), default=d.bt_every, help="refit Bradley-Terry every N votes")
+        parser.add_argument("--rounds", type=cli_int(minimum=0, maximum=100_000), default=d.rounds, help="bootstrap rounds per interval")
+        parser.add_argument("--exploration", type=cli_float(minimum=0, maximum=1), default=p.exploration,
                             help="the info design's uniform share (default: by poll size, ratings.design.DEFAULTS)")
-        parser.add_argument("--sharpness", type=float, default=p.sharpness,
+        parser.add_argument("--sharpness", type=cli_float(minimum=0.001, maximum=100), default=p.sharpness,
                             help="the info design's power on scores (default: by poll size)")
         parser.add_argument("--late", action="store_true",
                             help="also run the late-joining-models experiment (time-weighted Elo), one more line")

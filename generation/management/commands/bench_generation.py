@@ -22,7 +22,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.test.utils import override_settings
 
-from generation import services
+from generation import sampling, services
+from generation.fields import cli_int
 from generation.models import GenerationJob, GenerationTask, Image, PromptSet
 
 TAGS = ["smile", "twintails", "school uniform", "night sky", "cherry blossoms", "cat ears", "rain", "from above",
@@ -37,12 +38,13 @@ class Command(BaseCommand):
     help = "Benchmark a generation job through the task path against bare diffusers calls (tiny models)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--models", type=int, default=2, choices=[1, 2, 3, 4])
-        parser.add_argument("--prompts", type=int, default=8)
-        parser.add_argument("--seeds", type=int, default=2)
-        parser.add_argument("--steps", type=int, default=4)
-        parser.add_argument("--size", type=int, default=256)
-        parser.add_argument("--batch-size", type=int, default=None, help="default: GENERATION_BATCH_SIZE")
+        parser.add_argument("--models", type=cli_int(minimum=1, maximum=4), default=2)
+        parser.add_argument("--prompts", type=cli_int(minimum=1, maximum=1000), default=8)
+        parser.add_argument("--seeds", type=cli_int(minimum=1, maximum=1000), default=2)
+        parser.add_argument("--steps", type=cli_int(minimum=1, maximum=sampling.MAX_STEPS), default=4)
+        parser.add_argument("--size", type=cli_int(minimum=sampling.MIN_SIDE, maximum=sampling.MAX_SIDE), default=256)
+        parser.add_argument("--batch-size", type=cli_int(minimum=1, maximum=1000), default=None,
+                            help="default: GENERATION_BATCH_SIZE")
         parser.add_argument("--device", default=None, help="default: GENERATION_DEVICE")
         parser.add_argument("--tiny-dir", default=None, help="default: TINY_MODELS_DIR (built if missing)")
 

@@ -13,6 +13,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from generation.fields import cli_int
+from generation.sampling import MAX_SEED
 
 
 def tiny_scorers_write(root: Path | str, *, seed: int = 0, parts: tuple[str, ...] = ("ccip", "open_clip")) -> Path:
@@ -36,7 +38,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("dir", nargs="?", default=None, help="target folder (default settings.SCORERS_DIR)")
-        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--seed", type=cli_int(minimum=0, maximum=MAX_SEED), default=0)
         parser.add_argument("--force", action="store_true",
                             help="rewrite folders that are already there (default: leave them, real or tiny)")
 

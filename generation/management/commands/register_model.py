@@ -8,7 +8,8 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from generation import services
+from generation import sampling, services
+from generation.fields import cli_float, cli_int
 from generation.models import ModelVariant
 
 
@@ -35,15 +36,22 @@ class Command(BaseCommand):
         parser.add_argument("--disabled", action="store_true", help="register without entering the arena")
         parser.add_argument("--sampler", default=None, help="A1111's sampling method, e.g. 'Euler a', 'DPM++ 2M'")
         parser.add_argument("--schedule-type", default=None, help="A1111's schedule type (default Automatic)")
-        parser.add_argument("--steps", type=int, default=None)
-        parser.add_argument("--cfg", type=float, default=None)
-        parser.add_argument("--width", type=int, default=None)
-        parser.add_argument("--height", type=int, default=None)
-        parser.add_argument("--clip-skip", type=int, default=None)
+        # The bounds of the staff form's fields (generation.forms, from generation.sampling); what a sampler or a
+        # size allows beyond them (a sampler's minimum steps, multiples of 8, the pixel cap) the service checks.
+        steps = cli_int(minimum=1, maximum=sampling.MAX_STEPS)
+        side = cli_int(minimum=sampling.MIN_SIDE, maximum=sampling.MAX_SIDE)
+        parser.add_argument("--steps", type=steps, default=None)
+        parser.add_argument("--cfg", type=cli_float(minimum=sampling.MIN_CFG_SCALE, maximum=sampling.MAX_CFG_SCALE),
+                            default=None)
+        parser.add_argument("--width", type=side, default=None)
+        parser.add_argument("--height", type=side, default=None)
+        parser.add_argument("--clip-skip", type=cli_int(minimum=1, maximum=sampling.MAX_CLIP_SKIP), default=None)
         parser.add_argument("--enable-hr", action="store_true", default=None, help="hires. fix on by default")
-        parser.add_argument("--hr-scale", type=float, default=None, help="hires upscale by")
-        parser.add_argument("--hr-second-pass-steps", type=int, default=None, help="hires steps (0 = as many as steps)")
-        parser.add_argument("--denoising-strength", type=float, default=None, help="of the hires pass")
+        parser.add_argument("--hr-scale", type=cli_float(minimum=sampling.MIN_HR_SCALE, maximum=sampling.MAX_HR_SCALE),
+                            default=None, help="hires upscale by")
+        parser.add_argument("--hr-second-pass-steps", type=cli_int(minimum=0, maximum=sampling.MAX_STEPS), default=None,
+                            help="hires steps (0 = as many as steps)")
+        parser.add_argument("--denoising-strength", type=cli_float(minimum=0.01, maximum=1.0), default=None, help="of the hires pass")
         parser.add_argument("--hr-upscaler", default=None, help="e.g. Latent, Lanczos")
 
     def handle(self, *args, **options):

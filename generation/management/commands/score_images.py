@@ -14,6 +14,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from generation.fields import cli_int
 from generation.models import ModelVariant
 from generation.scoring.files import KINDS, ScoringError
 
@@ -27,7 +28,7 @@ class Command(BaseCommand):
                             help="only images without a score from the current scorer files")
         parser.add_argument("--scorer", action="append", choices=KINDS, default=None,
                             help="which judge (repeatable; default: every installed one)")
-        parser.add_argument("--batch-size", type=int, default=None, help="images per batch (default SCORING_BATCH_SIZE)")
+        parser.add_argument("--batch-size", type=cli_int(minimum=1, maximum=10_000), default=None, help="images per batch (default SCORING_BATCH_SIZE)")
         parser.add_argument("--scorers-dir", default=None, help="scorer folder (default settings.SCORERS_DIR)")
 
     def handle(self, *args, **options):

@@ -28,6 +28,9 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from generation.fields import cli_float, cli_int
+from generation.sampling import MAX_SEED, MAX_SIDE
+
 
 def _step_benchmark(options, tiny):
     from training.trainers.bench import bench
@@ -106,26 +109,28 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--method", required=True, choices=["dpo", "sft", "reward"])
         parser.add_argument("--prediction-type", default="eps", choices=["eps", "v"])
-        parser.add_argument("--steps", type=int, default=10, help="timed steps per round")
-        parser.add_argument("--repeats", type=int, default=3, help="rounds (medians are reported)")
-        parser.add_argument("--batch", type=int, default=2)
-        parser.add_argument("--resolution", type=int, default=64)
-        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--steps", type=cli_int(minimum=1), default=10, help="timed steps per round")
+        parser.add_argument("--repeats", type=cli_int(minimum=1), default=3, help="rounds (medians are reported)")
+        parser.add_argument("--batch", type=cli_int(minimum=1, maximum=256), default=2)
+        parser.add_argument("--resolution", type=cli_int(minimum=64, maximum=MAX_SIDE), default=64,
+                            help="a multiple of 64 (the trainers' rule)")
+        parser.add_argument("--seed", type=cli_int(minimum=0, maximum=MAX_SEED), default=0)
         parser.add_argument("--tiny-dir", default=None, help="default: TINY_MODELS_DIR (built if missing)")
         parser.add_argument("--measure-kto", action="store_true",
                             help="with --method dpo: measure the both-bad KTO term instead (--steps training steps)")
-        parser.add_argument("--kto-weight", type=float, default=1.0)
+        parser.add_argument("--kto-weight", type=cli_float(minimum=0, maximum=1000), default=1.0)
         parser.add_argument("--measure-learning", action="store_true",
                             help="with --method dpo: held-out implicit accuracy after --steps steps, judged labels "
                                  "vs reversed ones (a measurement, not a speed benchmark)")
-        parser.add_argument("--pairs", type=int, default=100, help="with --method reward: duels to vote")
-        parser.add_argument("--image-size", type=int, default=256, help="with --method reward: generated image side")
-        parser.add_argument("--heldout-fraction", type=float, default=0.3,
+        # the reward options: malformed numbers stop here, the limits below give their own messages
+        parser.add_argument("--pairs", type=cli_int(minimum=1), default=100, help="with --method reward: duels to vote")
+        parser.add_argument("--image-size", type=cli_int(minimum=1, maximum=MAX_SIDE), default=256, help="with --method reward: generated image side")
+        parser.add_argument("--heldout-fraction", type=cli_float(minimum=0, maximum=1), default=0.3,
                             help="with --method reward: share of the polls held out")
         parser.add_argument("--open-clip-dir", default=None,
                             help="with --method reward: the frozen open_clip model (default: the tiny one, seed 0)")
         parser.add_argument("--no-control", action="store_true", help="with --method reward: skip the shuffled-label control")
-        parser.add_argument("--control-relabelings", type=int, default=20,
+        parser.add_argument("--control-relabelings", type=cli_int(minimum=0, maximum=10_000), default=20,
                             help="with --method reward: coin-flip relabelings the control pools")
         parser.add_argument("--current-database", action="store_true",
                             help="with --method reward: write to the configured database instead of a throwaway one "
@@ -139,6 +144,8 @@ class Command(BaseCommand):
             run = _learning_measurement
         if options["steps"] < 1 or options["repeats"] < 1 or options["batch"] < 1:
             raise CommandError("--steps, --repeats and --batch must be at least 1")
+        if options["resolution"] < 64 or options["resolution"] % 64:
+            raise CommandError(f"--resolution must be a multiple of 64, not {options['resolution']}")
         if options["method"] == "reward":
             if options["pairs"] < 10:
                 raise CommandError("--pairs must be at least 10")

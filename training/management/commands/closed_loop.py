@@ -51,6 +51,9 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from generation.fields import cli_int
+from generation.sampling import MAX_SEED
+
 
 class Command(BaseCommand):
     help = "The closed loop on the tiny models: judge's votes -> LoRA -> child vs parent (one JSON line)."
@@ -60,11 +63,12 @@ class Command(BaseCommand):
         labels = parser.add_mutually_exclusive_group()
         labels.add_argument("--shuffle-labels", action="store_true", help="control: labels permuted across polls")
         labels.add_argument("--reverse-labels", action="store_true", help="control: every label swapped")
-        parser.add_argument("--seed", type=int, default=0, help="the run's seed: prompts, image seeds, training")
+        parser.add_argument("--seed", type=cli_int(minimum=0, maximum=MAX_SEED), default=0, help="the run's seed: prompts, image seeds, training")
         parser.add_argument("--prediction-type", default="v", choices=["eps", "v"], help="the parent's kind (v: where LoRA training goes wrong most)")
-        parser.add_argument("--pairs", type=int, default=None, help="training polls (default: 64 duels for DPO, 128 eight-image polls for SFT)")
-        parser.add_argument("--heldout-polls", type=int, default=None, help="held-out polls (default: 64 for DPO, 128 for SFT)")
-        parser.add_argument("--steps", type=int, default=None, help="training steps (default: the loop's)")
+        # counts: malformed ones stop here; 0 reaches _settings, which says "--pairs must be at least 1"
+        parser.add_argument("--pairs", type=cli_int(minimum=0), default=None, help="training polls (default: 64 duels for DPO, 128 eight-image polls for SFT)")
+        parser.add_argument("--heldout-polls", type=cli_int(minimum=0), default=None, help="held-out polls (default: 64 for DPO, 128 for SFT)")
+        parser.add_argument("--steps", type=cli_int(minimum=0), default=None, help="training steps (default: the loop's)")
         parser.add_argument("--loop-settings", default="{}", help="JSON of more LoopSettings fields (training.trainers.closed_loop)")
         parser.add_argument("--tiny-dir", default=None, help="default: TINY_MODELS_DIR (built if missing)")
         parser.add_argument("--work-dir", default=None, help="where images, dataset and LoRA go (default: a new "
@@ -104,9 +108,10 @@ class Command(BaseCommand):
             raise CommandError("--loop-settings must be a JSON object of LoopSettings fields")
         labels = "shuffled" if options["shuffle_labels"] else "reversed" if options["reverse_labels"] else "true"
         given = {"pairs": options["pairs"], "heldout_polls": options["heldout_polls"], "train_steps": options["steps"]}
+        flags = {"pairs": "--pairs", "heldout_polls": "--heldout-polls", "train_steps": "--steps"}
         for name, value in given.items():
             if value is not None and value < 1:
-                raise CommandError(f"--{name.replace('_', '-')} must be at least 1")
+                raise CommandError(f"{flags[name]} must be at least 1")
         fields = {**extra, **{k: v for k, v in given.items() if v is not None},
                   "method": options["method"], "labels": labels, "seed": options["seed"]}
         if options["no_sibling"]:

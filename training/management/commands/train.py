@@ -14,6 +14,7 @@ import os
 
 from django.core.management.base import BaseCommand, CommandError
 
+from generation.fields import cli_float, cli_int
 from training import services
 from training.models import TrainingRun
 
@@ -22,9 +23,9 @@ class Command(BaseCommand):
     help = "Run a training run (see the module docstring)."
 
     def add_arguments(self, parser):
-        parser.add_argument("run_id", type=int)
+        parser.add_argument("run_id", type=cli_int(minimum=1))
         parser.add_argument("--process", action="store_true", help="one process of a launched slice (no database writes)")
-        parser.add_argument("--time-slice", type=float, default=None, help="pause at a checkpoint before this many s")
+        parser.add_argument("--time-slice", type=cli_float(minimum=0.001, maximum=10**9), default=None, help="pause at a checkpoint before this many s")
 
     def handle(self, *args, run_id: int, process: bool, time_slice: float | None, **options):
         run = TrainingRun.objects.select_related("parent", "dataset").filter(pk=run_id).first()
