@@ -196,7 +196,7 @@ def _serve(env: dict, port: int, opts: Options, cpus: list[int]) -> tuple[subpro
         [*pin, sys.executable, "-m", "gunicorn", "config.wsgi:application", "-b", f"127.0.0.1:{port}", "-w",
          str(opts.workers), "-k", "gthread", "--threads", str(opts.threads), "--log-level", "warning",
          "--keep-alive", "30", "--backlog", "2048"], env=env, cwd=settings.BASE_DIR)
-    consumer = subprocess.Popen([*pin, *manage, "apply_ratings", "--follow", "--interval", "0.05"], env=env)
+    consumer = subprocess.Popen([*pin, *manage, "apply_ratings", "--follow"], env=env)  # its default cadence
     return server, consumer
 
 

@@ -77,6 +77,7 @@ def test_the_external_ratings_consumer_waits_out_a_database_restart(monkeypatch)
         raise KeyboardInterrupt  # the operator stops it
 
     monkeypatch.setattr("arena.management.commands.apply_ratings.ratings_apply_all", apply_all)
+    monkeypatch.setattr("arena.management.commands.apply_ratings.ratings_apply_pending", apply_all)  # following
     monkeypatch.setattr("arena.management.commands.apply_ratings.time.sleep", lambda seconds: None)
     call_command("apply_ratings", "--follow")
     assert len(calls) == 4  # it went on after both failures
