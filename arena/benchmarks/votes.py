@@ -25,6 +25,7 @@ from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 from django.conf import settings
+from django.db import connection
 
 from arena.benchmarks import loadgen
 
@@ -104,8 +105,6 @@ class _Meter:
 
 def bench_database(tmp: Path) -> tuple[str, str, callable]:
     """(database URL, database name for /proc matching or "", drop function) for the bench database."""
-    from django.db import connection
-
     db = settings.DATABASES["default"]
     if connection.vendor == "sqlite":
         return f"sqlite:///{tmp / 'bench.sqlite3'}", "", lambda: None
@@ -264,7 +263,7 @@ def _line(opts: Options, result: dict, checked: dict, cpu: dict, elapsed: float)
         "lost_votes": checked["lost_votes"],
         "double_votes": checked["double_votes"],
         "ratings_equal_replay": checked["ratings_equal_replay"],
-        "database": _vendor(),
+        "database": connection.vendor,
         "gunicorn": f"{opts.workers}x{opts.threads}",
         "seconds": opts.seconds,
         "wall_s": round(elapsed, 1),
@@ -273,12 +272,6 @@ def _line(opts: Options, result: dict, checked: dict, cpu: dict, elapsed: float)
         line["clients"] = opts.clients
         line["cycles_per_s"] = line["rate_achieved"]
     return line
-
-
-def _vendor() -> str:
-    from django.db import connection
-
-    return connection.vendor
 
 
 def seed(n_models: int, n_prompts: int) -> None:

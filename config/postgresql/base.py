@@ -1,8 +1,8 @@
 """Django's PostgreSQL backend, with a cheaper check of a reused connection at the start of each request.
 
 With ``CONN_HEALTH_CHECKS`` Django sends ``SELECT 1`` before the first query of every request that reuses a
-persistent connection: a round trip and a statement on the server, measured at 6.6% of a gunicorn worker's CPU in
-``bench_votes`` (a vote cycle makes five or six requests). What the check is there for is a connection the server
+persistent connection: a round trip and a statement on the server (measured: 80 us of the worker's CPU and 150 us
+of wall time a request, against 3.6 us for the check below; three or four of a vote cycle's requests query). What the check is there for is a connection the server
 has dropped (a restart, a failover, an administrator's ``pg_terminate_backend``). A server that drops a connection
 says so on its socket: it sends its last message (``FATAL: terminating connection ...``) and closes it, so the idle
 socket turns readable. An idle connection with nothing to read is one the server has not closed; this is what the

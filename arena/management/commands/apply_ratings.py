@@ -1,9 +1,9 @@
 """Run the ratings consumer: place waiting votes in the log and apply them; ``--follow`` keeps running.
 
-Following, a pass starts at most every ``--interval`` seconds, whatever it found: each pass costs about the same
-whether it places one vote or twenty (measured on PostgreSQL: 7.7 ms of CPU for one vote, 11.6 ms for twenty), so
-passes run back to back under load placed one or two votes each, at 2-2.5 ms of CPU a vote. On a cadence a pass
-takes what arrived since the last one. A full batch (a backlog) is followed at once by the next."""
+Following, a pass starts at most every ``--interval`` seconds, whatever it found. A pass costs about the same
+whether it places one vote or twenty (measured on PostgreSQL: 7.7 ms of CPU for one vote, 11.6 ms for twenty);
+passes started back to back under load placed one or two votes each, at 2-2.5 ms of CPU a vote. On a cadence a
+pass takes what arrived since the last one. A full batch (a backlog) is followed at once by the next."""
 
 import logging
 import time
