@@ -3,11 +3,12 @@ full page, or its htmx partial when ``request.htmx``."""
 
 from __future__ import annotations
 
+from decimal import ROUND_HALF_UP, Context, Decimal
+
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
-from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -18,6 +19,7 @@ from arena.errors import ArenaError, InvalidChoice, PollForbidden, PollNotFound,
 from arena.models import Mode, Poll, Vote
 from generation.models import GenerationTask
 from arena.views.common import MODE_URLS, error_response, poll_response, rate_limit
+from arena.views.links import link
 from arena.voters import client_ip_hash, voter_key
 
 
@@ -35,6 +37,10 @@ def _poll_page(request: HttpRequest, mode: str, poll, extra: dict | None = None,
     context.update(_poll_flags(mode))
     picks = context.get("picks") or {}
     context["rank_rows"] = [(entry, picks.get(entry.position, "")) for entry in entries]
+    if poll is not None:
+        token = str(poll.token)
+        context["poll_url"], context["vote_url"] = link("arena:poll", token), link("arena:vote", token)
+        context["slots"] = [(entry, link("arena:poll_image", token, entry.position)) for entry in entries]
     template = "arena/_poll.html" if request.htmx else "arena/poll_page.html"
     return render(request, template, context, status=status)
 
@@ -53,7 +59,7 @@ def _poll_flags(mode: str) -> dict:
         "allow_tie": mode == Mode.FIXED or (mode == Mode.FREE and settings.FREE_DUEL_ALLOW_TIE),
         "allow_both_bad": mode == Mode.FIXED or (mode == Mode.FREE and settings.FREE_DUEL_ALLOW_BOTH_BAD),
         "mode_label": Mode(mode).label,
-        "next_url": reverse(MODE_URLS[mode]),
+        "next_url": link(MODE_URLS[mode]),
     }
 
 
@@ -253,7 +259,8 @@ def poll_ratings(request: HttpRequest, token: str) -> HttpResponse:
     changes = (row["rating_changes"] or {}).get(row["mode"], {})
     lines = [_rating_line(k, changes.get(str(v))) for k, v in enumerate(row["variants"])]
     pending = _ratings_pending(row["counted"], row["excluded"], row["seq"])
-    return render(request, "arena/_ratings.html", {"lines": lines, "ratings_pending": pending, "image_token": token})
+    return render(request, "arena/_ratings.html", {"lines": lines, "ratings_pending": pending,
+                                                   "ratings_url": link("arena:ratings", token)})
 
 
 def _ratings_pending(counted: bool, excluded: bool, seq: int | None) -> bool:
@@ -267,9 +274,22 @@ def _rating_line(position: int, change: dict | None) -> dict:
     if not change:
         return {"position": position, "elo_delta": None}
     (before, after), delta = change["elo"], change["elo"][1] - change["elo"][0]
-    return {"position": position, "elo_before": before, "elo_after": after, "elo_delta": delta,
+    return {"position": position, "elo_before": _fixed(before, 2), "elo_after": _fixed(after, 1),
+            "elo_delta": _fixed(delta, 2), "gained": delta >= 0,
             "trend": "up" if delta >= 0.005 else "down" if delta <= -0.005 else "zero",
-            "mu_after": change["mu"][1], "sigma_after": change["sigma"][1]}
+            "mu_after": _fixed(change["mu"][1], 2), "sigma_after": _fixed(change["sigma"][1], 2)}
+
+
+_FIXED_CONTEXT = Context(prec=80)
+
+
+def _fixed(value: float, places: int) -> str:
+    """``value|floatformat:places`` (the site's English format), without the filter's per-call localisation
+    lookups: rounded half up from the float's shortest decimal form, and no minus sign on a zero. Twelve of
+    these per rating poll were a quarter of its CPU. ``tests/arena/test_reveal_numbers.py`` checks it
+    against ``floatformat``."""
+    rounded = Decimal(repr(float(value))).quantize(Decimal(1).scaleb(-places), ROUND_HALF_UP, _FIXED_CONTEXT)
+    return f"{rounded.copy_abs() if not rounded else rounded:f}"
 
 
 def _ordinal(n: int) -> str:
@@ -290,18 +310,22 @@ def _reveal(request: HttpRequest, poll: Poll, vote: Vote, entries: list, *, repl
     """The models' names with the places the voter gave and the rating change (once the consumer applied it).
     Images keep the URLs the poll showed them under (``token``), so the browser has them already."""
     changes = (vote.rating_changes or {}).get(poll.mode, {})
+    image_token = token or str(poll.token)
     revealed = []
     for entry, rank in zip(entries, vote.ranks):
         revealed.append(
             {
                 "entry": entry,
+                "src": link("arena:poll_image", image_token, entry.position),
+                "model_url": link("arena:model", entry.variant_id),
                 "rank": rank,
                 "place": _place_words(vote, rank),
                 "winner": rank == min(vote.ranks) and len(set(vote.ranks)) > 1,
                 "rating": _rating_line(entry.position, changes.get(str(entry.variant_id))),
             }
         )
-    context = {"poll": poll, "mode": poll.mode, "vote": vote, "revealed": revealed, "replayed": replayed, "image_token": token or str(poll.token),
+    context = {"poll": poll, "mode": poll.mode, "vote": vote, "revealed": revealed, "replayed": replayed,
+               "ratings_url": link("arena:ratings", image_token), "free_url": link("arena:free"),
                "ratings_pending": _ratings_pending(vote.counted, vote.excluded, vote.seq), **_poll_flags(poll.mode)}
     template = "arena/_reveal.html" if request.htmx else "arena/reveal_page.html"
     return render(request, template, context)
