@@ -51,21 +51,22 @@ class _Prepared:
     feasible: FeasibleSets
 
 
-_feasible: dict[tuple, _Prepared] = {}
+_feasible: dict[int, _Prepared] = {}  # per poll size: the sets of the latest snapshot
 _lock = threading.Lock()
 
 
 def _prepared(index: pollgroups.GroupIndex, ids: tuple[int, ...], k: int) -> _Prepared:
-    """The feasible sets of these models over the index's groups, enumerated once per image snapshot."""
+    """The feasible sets of these models over the index's groups, enumerated once per image snapshot and poll
+    size. Kept per size: duels and free-for-alls alternate, and one shared slot rebuilt the sets at every
+    switch (measured: 134 of 330 polls with a quarter free-for-alls, 0.9 ms each)."""
     key = (index.fingerprint, index.built_at, ids, k)
-    found = _feasible.get(key)
-    if found is None:
+    found = _feasible.get(k)
+    if found is None or found.key != key:
         groups = sorted(index.images)
         members = [frozenset(index.images[g]) for g in groups]
         found = _Prepared(key, groups, FeasibleSets(ids, k, members))
         with _lock:
-            _feasible.clear()  # one snapshot per (models, k) is all a process needs
-            _feasible[key] = found
+            _feasible[k] = found
     return found
 
 
