@@ -20,8 +20,15 @@ from .test_loop import assert_same_lora
 PROMPTS = "red circle, small, top left\nblue square, large"
 
 
-def _pixels(path) -> np.ndarray:
-    return np.asarray(Image.open(path).convert("RGB"), dtype=np.float64) / 255.0
+def _levels(path) -> np.ndarray:
+    """A PNG's 8-bit levels, as integers: comparisons in levels are exact, where a float32 picture's levels / 255
+    are off by ~2e-8 and made "one level apart" fail by that much."""
+    return np.asarray(Image.open(path).convert("RGB"), dtype=np.int64)
+
+
+def _as_levels(array) -> np.ndarray:
+    """A generated float picture in [0, 1] as the 8-bit levels a PNG of it holds."""
+    return (np.clip(np.asarray(array, dtype=np.float64), 0, 1) * 255).round().astype(np.int64)
 
 
 @pytest.mark.parametrize("kind", ["eps", "v"])
@@ -71,8 +78,7 @@ def test_a_sample_is_generations_picture_of_the_model_as_trained_so_far(tiny_mod
                                                             width=64, height=64)
                                           for k, p in enumerate(PROMPTS.splitlines())])
     for path, array in zip(untrained, expected):
-        want = (np.clip(array, 0, 1) * 255).round() / 255.0
-        assert np.abs(_pixels(path) - want).max() <= 1 / 255 + 1e-9
+        assert np.abs(_levels(path) - _as_levels(array)).max() <= 1
 
     trained = train_lora(config, spec, paths(tmp_path, datasets["pairs"], "t"), on_progress=Events())
     assert trained.status == "done"
@@ -87,9 +93,8 @@ def test_a_sample_is_generations_picture_of_the_model_as_trained_so_far(tiny_mod
                                                         width=64, height=64)
                                       for k, p in enumerate(PROMPTS.splitlines())])
     for path, array, before in zip(last, of_child, untrained):
-        want = (np.clip(array, 0, 1) * 255).round() / 255.0
-        assert np.abs(_pixels(path) - want).max() <= 2 / 255 + 1e-9
-        assert np.abs(_pixels(path) - _pixels(before)).max() >= 4 / 255, "training did not show in the samples"
+        assert np.abs(_levels(path) - _as_levels(array)).max() <= 2
+        assert np.abs(_levels(path) - _levels(before)).max() >= 4, "training did not show in the samples"
 
 
 @pytest.mark.parametrize("changes, message", [
